@@ -1,0 +1,326 @@
+"""Typed settings, read from environment variables and an optional TOML file.
+
+Every value a user sets is validated when the process starts, and all problems are
+reported together with what to change, instead of failing at the first request.
+
+Precedence: environment variables override the TOML file, which overrides defaults.
+In the TOML file keys are the lower-case names of the variables (``redis_url = ...``)
+and several apps are given as ``[[apps]]`` tables with ``client_key`` and
+``client_secret`` (a string or a list, newest first).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import msgspec
+
+from receiver.secrets import Secret
+
+DEFAULT_AUTH_URL: Final = "https://www.tiktok.com/v2/auth/authorize/"
+DEFAULT_API_BASE_URL: Final = "https://open.tiktokapis.com"
+TIKTOK_RETRY_HORIZON_SECONDS: Final = 72 * 3600
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; `problems` says what to fix, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class AppCredentials(msgspec.Struct, frozen=True):
+    """One TikTok app: its client key and its client secrets, newest first."""
+
+    client_key: str
+    client_secrets: tuple[Secret, ...]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    apps: tuple[AppCredentials, ...] = ()
+    redis_url: Secret = Secret("redis://127.0.0.1:6379/0")
+    redis_timeout_seconds: float = 2.0
+    webhook_tolerance_seconds: int = 300
+    webhook_max_body_bytes: int = 1024 * 1024
+    webhook_dedupe_ttl_seconds: int = 4 * 24 * 3600
+    webhook_retry_after_seconds: int = 5
+    queue_name: str = "arq:queue"
+    job_expires_seconds: int = 7 * 24 * 3600
+    environment: str = "production"
+    # OAuth / TikTok API (used by the OAuth routes, the API client and the worker)
+    tiktok_auth_url: str = DEFAULT_AUTH_URL
+    tiktok_api_base_url: str = DEFAULT_API_BASE_URL
+    tiktok_redirect_uri: str | None = None
+    tiktok_scopes: tuple[str, ...] = ("user.info.basic",)
+    tiktok_use_pkce: bool = False
+    token_encryption_keys: tuple[Secret, ...] = ()
+    admin_token: Secret | None = None
+    oauth_success_url: str | None = None
+    oauth_state_ttl_seconds: int = 600
+    http_timeout_seconds: float = 10.0
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def primary_app(self) -> AppCredentials:
+        """The app whose credentials the OAuth flow and the API client use."""
+        if not self.apps:
+            raise ConfigError(["no TikTok app configured: set TIKTOK_CLIENT_KEY"])
+        return self.apps[0]
+
+    def secrets_for(self, client_key: str) -> tuple[Secret, ...] | None:
+        for app in self.apps:
+            if app.client_key == client_key:
+                return app.client_secrets
+        return None
+
+    def require_oauth(self) -> None:
+        """Raise ConfigError unless everything the OAuth flow needs is set."""
+        problems: list[str] = []
+        if not self.apps:
+            problems.append("TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET are required for OAuth")
+        if self.tiktok_redirect_uri is None:
+            problems.append(
+                "TIKTOK_REDIRECT_URI is not set: use the callback URL registered in the TikTok "
+                "portal, e.g. https://example.com/oauth/tiktok/callback"
+            )
+        if not self.token_encryption_keys:
+            problems.append(
+                "TOKEN_ENCRYPTION_KEYS is not set: tokens are encrypted at rest; "
+                "create a key with `tiktok-webhooks keygen`"
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+# Environment variable -> settings field. Everything here may also be set in TOML
+# under the lower-case variable name.
+_ENV_FIELDS: Final[dict[str, str]] = {
+    "REDIS_URL": "redis_url",
+    "REDIS_TIMEOUT_SECONDS": "redis_timeout_seconds",
+    "WEBHOOK_TOLERANCE_SECONDS": "webhook_tolerance_seconds",
+    "WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
+    "WEBHOOK_DEDUPE_TTL_SECONDS": "webhook_dedupe_ttl_seconds",
+    "WEBHOOK_RETRY_AFTER_SECONDS": "webhook_retry_after_seconds",
+    "ARQ_QUEUE_NAME": "queue_name",
+    "JOB_EXPIRES_SECONDS": "job_expires_seconds",
+    "TIKTOK_WEBHOOKS_ENV": "environment",
+    "TIKTOK_AUTH_URL": "tiktok_auth_url",
+    "TIKTOK_API_BASE_URL": "tiktok_api_base_url",
+    "TIKTOK_REDIRECT_URI": "tiktok_redirect_uri",
+    "TIKTOK_SCOPES": "tiktok_scopes",
+    "TIKTOK_USE_PKCE": "tiktok_use_pkce",
+    "TOKEN_ENCRYPTION_KEYS": "token_encryption_keys",
+    "ADMIN_TOKEN": "admin_token",
+    "OAUTH_SUCCESS_URL": "oauth_success_url",
+    "OAUTH_STATE_TTL_SECONDS": "oauth_state_ttl_seconds",
+    "HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
+}
+_LIST_FIELDS: Final = frozenset({"tiktok_scopes", "token_encryption_keys"})
+_SECRET_FIELDS: Final = frozenset({"redis_url", "admin_token", "token_encryption_keys"})
+ENV_NAMES: Final = (
+    "TIKTOK_CLIENT_KEY",
+    "TIKTOK_CLIENT_SECRET",
+    *_ENV_FIELDS,
+)
+
+
+def _split_list(value: Any) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Secret and isinstance(obj, str):
+        return Secret(obj)
+    raise NotImplementedError
+
+
+def _parse_secrets(name: str, raw: Any, problems: list[str]) -> tuple[Secret, ...]:
+    if isinstance(raw, str):
+        parts = raw.split(",")
+    elif isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+        parts = raw
+    else:
+        problems.append(f"{name} must be a string (comma-separated, newest first) or a list")
+        return ()
+    secrets = tuple(Secret(p.strip()) for p in parts if p.strip())
+    if not secrets:
+        problems.append(f"{name} is empty: copy the Client secret from the TikTok portal")
+    for secret in secrets:
+        if any(ch.isspace() for ch in secret.reveal()):
+            problems.append(f"{name} contains white space inside a secret: copy it again")
+    return secrets
+
+
+def _collect_apps(
+    environ: Mapping[str, str], file_data: dict[str, Any], problems: list[str]
+) -> list[AppCredentials]:
+    apps: list[AppCredentials] = []
+    env_key = environ.get("TIKTOK_CLIENT_KEY", "").strip()
+    env_secret = environ.get("TIKTOK_CLIENT_SECRET")
+    if env_key:
+        if env_secret is None:
+            problems.append(
+                "TIKTOK_CLIENT_KEY is set but TIKTOK_CLIENT_SECRET is not: copy the app's "
+                "Client secret from the TikTok portal"
+            )
+        else:
+            apps.append(AppCredentials(env_key, _parse_secrets("TIKTOK_CLIENT_SECRET", env_secret, problems)))
+    elif env_secret is not None:
+        problems.append("TIKTOK_CLIENT_SECRET is set but TIKTOK_CLIENT_KEY is not")
+
+    raw_apps = file_data.pop("apps", [])
+    if not isinstance(raw_apps, list):
+        problems.append("`apps` in the config file must be an array of tables ([[apps]])")
+        raw_apps = []
+    for index, entry in enumerate(raw_apps):
+        where = f"config [[apps]] #{index + 1}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("client_key"), str):
+            problems.append(f"{where}: needs a string `client_key`")
+            continue
+        key = entry["client_key"].strip()
+        if "client_secret" not in entry:
+            problems.append(f"{where} ({key}): needs `client_secret`")
+            continue
+        apps.append(AppCredentials(key, _parse_secrets(f"{where} client_secret", entry["client_secret"], problems)))
+
+    seen: set[str] = set()
+    for app in apps:
+        if app.client_key in seen:
+            problems.append(f"client key {app.client_key!r} is configured twice")
+        seen.add(app.client_key)
+    return apps
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redirect_uri_problem(uri: str, *, development: bool) -> str | None:
+    """Why `uri` cannot be a TikTok redirect URI, or None when it can."""
+    parts = urlsplit(uri)
+    if parts.query or parts.fragment or "?" in uri or "#" in uri:
+        return "TIKTOK_REDIRECT_URI must not have a query or fragment (TikTok matches it exactly)"
+    if parts.scheme == "https" and parts.netloc:
+        return None
+    if parts.scheme == "http" and _is_loopback(parts.hostname) and development:
+        return None
+    if parts.scheme == "http" and _is_loopback(parts.hostname):
+        return (
+            "TIKTOK_REDIRECT_URI uses http on a loopback host, which is only allowed with "
+            "TIKTOK_WEBHOOKS_ENV=development"
+        )
+    return "TIKTOK_REDIRECT_URI must be an absolute https URL, exactly as registered in the portal"
+
+
+def _validate(settings: Settings, problems: list[str]) -> None:
+    if settings.webhook_tolerance_seconds <= 0:
+        problems.append("WEBHOOK_TOLERANCE_SECONDS must be a positive number of seconds")
+    if settings.webhook_max_body_bytes < 1024:
+        problems.append("WEBHOOK_MAX_BODY_BYTES must be at least 1024")
+    if settings.webhook_dedupe_ttl_seconds < TIKTOK_RETRY_HORIZON_SECONDS:
+        problems.append(
+            "WEBHOOK_DEDUPE_TTL_SECONDS must be at least 259200 (TikTok retries for 72 hours)"
+        )
+    if settings.redis_timeout_seconds <= 0:
+        problems.append("REDIS_TIMEOUT_SECONDS must be positive")
+    if settings.environment not in ("production", "development"):
+        problems.append("TIKTOK_WEBHOOKS_ENV must be `production` or `development`")
+    url = urlsplit(settings.redis_url.reveal())
+    if url.scheme not in ("redis", "rediss", "unix"):
+        problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
+    for name, value in (
+        ("TIKTOK_AUTH_URL", settings.tiktok_auth_url),
+        ("TIKTOK_API_BASE_URL", settings.tiktok_api_base_url),
+    ):
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(f"{name} must be an absolute URL")
+    if settings.tiktok_redirect_uri is not None:
+        problem = redirect_uri_problem(
+            settings.tiktok_redirect_uri, development=settings.is_development
+        )
+        if problem:
+            problems.append(problem)
+    if not settings.tiktok_scopes:
+        problems.append("TIKTOK_SCOPES must name at least one scope, e.g. user.info.basic")
+
+
+def load_settings(
+    environ: Mapping[str, str], config_path: Path | None = None
+) -> Settings:
+    """Build Settings from `environ` and an optional TOML file; raise ConfigError."""
+    problems: list[str] = []
+    file_data: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            file_data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"config file {config_path} does not exist"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"config file {config_path} cannot be read: {exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config file {config_path} is not valid TOML: {exc}"]) from None
+
+    apps = _collect_apps(environ, file_data, problems)
+    raw: dict[str, Any] = {}
+    known = set(_ENV_FIELDS.values())
+    for key, value in file_data.items():
+        if key not in known:
+            problems.append(f"config file: unknown key {key!r}")
+            continue
+        raw[key] = value
+    for env_name, field in _ENV_FIELDS.items():
+        if env_name in environ:
+            raw[field] = environ[env_name]
+    for field in _LIST_FIELDS & raw.keys():
+        raw[field] = _split_list(raw[field])
+    for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token"):
+        if isinstance(raw.get(field), str) and not raw[field].strip():
+            del raw[field]
+    if isinstance(raw.get("tiktok_use_pkce"), str):
+        flag = raw["tiktok_use_pkce"].strip().lower()
+        if flag in ("1", "true", "yes", "on"):
+            raw["tiktok_use_pkce"] = True
+        elif flag in ("0", "false", "no", "off", ""):
+            raw["tiktok_use_pkce"] = False
+
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        problems.append(_describe_validation_error(exc))
+        raise ConfigError(problems) from None
+    settings = msgspec.structs.replace(settings, apps=tuple(apps))
+    _validate(settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _describe_validation_error(exc: msgspec.ValidationError) -> str:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.webhook_tolerance_seconds`"
+    message = str(exc)
+    for env_name, field in _ENV_FIELDS.items():
+        marker = f"$.{field}"
+        if marker in message:
+            detail = message.split(" - at ")[0]
+            if field in _SECRET_FIELDS:
+                detail = "invalid value"
+            return f"{env_name}: {detail}"
+    return f"invalid setting: {message}"
