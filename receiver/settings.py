@@ -174,7 +174,11 @@ def _collect_apps(
                 "Client secret from the TikTok portal"
             )
         else:
-            apps.append(AppCredentials(env_key, _parse_secrets("TIKTOK_CLIENT_SECRET", env_secret, problems)))
+            apps.append(
+                AppCredentials(
+                    env_key, _parse_secrets("TIKTOK_CLIENT_SECRET", env_secret, problems)
+                )
+            )
     elif env_secret is not None:
         problems.append("TIKTOK_CLIENT_SECRET is set but TIKTOK_CLIENT_KEY is not")
 
@@ -191,7 +195,11 @@ def _collect_apps(
         if "client_secret" not in entry:
             problems.append(f"{where} ({key}): needs `client_secret`")
             continue
-        apps.append(AppCredentials(key, _parse_secrets(f"{where} client_secret", entry["client_secret"], problems)))
+        apps.append(
+            AppCredentials(
+                key, _parse_secrets(f"{where} client_secret", entry["client_secret"], problems)
+            )
+        )
 
     seen: set[str] = set()
     for app in apps:
@@ -262,9 +270,7 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         problems.append("TIKTOK_SCOPES must name at least one scope, e.g. user.info.basic")
 
 
-def load_settings(
-    environ: Mapping[str, str], config_path: Path | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -> Settings:
     """Build Settings from `environ` and an optional TOML file; raise ConfigError."""
     problems: list[str] = []
     file_data: dict[str, Any] = {}

@@ -1,0 +1,79 @@
+"""The web process: the webhook endpoint, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from receiver import webhook
+from receiver.enqueue import EventQueue
+from receiver.redis_conn import create_redis
+from receiver.settings import Settings
+
+
+class ReceiverApp:
+    """Routes the callback path straight to the webhook endpoint, the rest to Starlette."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.webhook = webhook.WebhookEndpoint(settings, clock=clock)
+        self.starlette = Starlette(
+            routes=[
+                Route("/healthz", self.healthz),
+                Route("/readyz", self.readyz),
+                Route("/metrics", self.metrics),
+            ],
+            lifespan=self.lifespan,
+        )
+        self.redis = create_redis(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+            await self.webhook(scope, receive, send)
+            return
+        await self.starlette(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        queue = EventQueue(
+            self.redis,
+            queue_name=self.settings.queue_name,
+            dedupe_ttl_seconds=self.settings.webhook_dedupe_ttl_seconds,
+            job_expires_seconds=self.settings.job_expires_seconds,
+        )
+        await queue.load_script()
+        self.webhook.queue = queue
+        try:
+            yield
+        finally:
+            self.webhook.queue = None
+            await queue.aclose()
+            await self.redis.aclose()
+
+    async def healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            return JSONResponse(
+                {"status": "unavailable", "redis": type(exc).__name__}, status_code=503
+            )
+        return JSONResponse({"status": "ready"})
+
+    async def metrics(self, _request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> ReceiverApp:
+    return ReceiverApp(settings, clock=clock)
