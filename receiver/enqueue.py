@@ -102,6 +102,8 @@ class EventQueue:
     def _start_flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
+        if not batch:
+            return
         task = asyncio.ensure_future(self._flush(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -143,6 +145,7 @@ class EventQueue:
         return results
 
     async def aclose(self) -> None:
-        """Wait for writes already sent, so shutdown does not drop a confirmation."""
+        """Send what is pending and wait for it, so shutdown drops no confirmed write."""
+        self._start_flush()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -18,7 +18,11 @@ def serve_in_thread(app: ASGIApp, *, lifespan: str = "on") -> Iterator[str]:
     """Serve `app` on 127.0.0.1:<free port>; yield its base URL; shut it down after."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan  # type: ignore[arg-type]
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
