@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--secret", help="default: first of $TIKTOK_CLIENT_SECRET")
     send.add_argument("--timeout", type=float, default=10.0)
     send.set_defaults(func=cmd_send)
+
+    from receiver import cli_worker
+
+    cli_worker.register(sub)
     return parser
 
 

@@ -13,9 +13,20 @@ from typing import Any, Final
 
 import msgspec
 
+# Job function names: the receiver and the OAuth routes enqueue them, handlers/ runs them.
 PROCESS_EVENT: Final = "process_event"
+FETCH_PROFILE: Final = "fetch_profile"
+REFRESH_TOKEN: Final = "refresh_token"
 
-_encoder: Final = msgspec.msgpack.Encoder()
+
+def _encode_other(obj: Any) -> Any:
+    # arq stores a failed job's exception as its result; keep its class and text only.
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__qualname__}: {obj}"
+    raise NotImplementedError(f"cannot serialize {type(obj).__qualname__} into a job")
+
+
+_encoder: Final = msgspec.msgpack.Encoder(enc_hook=_encode_other)
 _decoder: Final = msgspec.msgpack.Decoder()
 
 

@@ -19,3 +19,20 @@ REFRESH_LOCK_PREFIX: Final = "tiktok:refresh-lock:"
 PROFILE_PREFIX: Final = "tiktok:profile:"
 # OAuth `state` values waiting for their callback.
 OAUTH_STATE_PREFIX: Final = "tiktok:oauth-state:"
+# Debounce marker: a profile fetch for this user was enqueued recently.
+PROFILE_DEBOUNCE_PREFIX: Final = "tiktok:profile-debounce:"
+# When the user last connected through OAuth (a removal event older than this is stale).
+CONNECTED_PREFIX: Final = "tiktok:connected:"
+# Tombstone of a user whose authorization was removed (reason and time, no tokens).
+REMOVED_PREFIX: Final = "tiktok:removed:"
+# Latest status per share_id / publish_id / request_id (hash per object).
+STATUS_PREFIX: Final = "tiktok:status:"
+# Capped list of recent unknown events and pings (name, client_key, create_time).
+UNKNOWN_EVENTS_LIST: Final = "tiktok:events:unknown"
+# Per handler completion markers, so a retried job skips handlers that already ran.
+HANDLED_PREFIX: Final = "tiktok:handled:"
+# Dead-letter list: hash id -> record, and a sorted set of ids by time.
+DEAD_LETTER_HASH: Final = "tiktok:dlq"
+DEAD_LETTER_INDEX: Final = "tiktok:dlq:index"
+# Outbound rate-limiter windows per TikTok endpoint.
+RATE_LIMIT_PREFIX: Final = "tiktok:ratelimit:"

@@ -64,6 +64,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     oauth_success_url: str | None = None
     oauth_state_ttl_seconds: int = 600
     http_timeout_seconds: float = 10.0
+    # Worker (handlers/)
+    worker_max_tries: int = 5
+    worker_retry_base_seconds: float = 2.0
+    worker_retry_max_seconds: float = 600.0
+    worker_max_jobs: int = 50
+    worker_poll_delay_seconds: float = 0.05
+    worker_job_timeout_seconds: int = 60
+    worker_shutdown_wait_seconds: int = 20
+    worker_handler_modules: tuple[str, ...] = ()
+    token_refresh_margin_seconds: int = 1800
+    token_refresh_every_minutes: int = 1
+    refresh_token_warning_days: int = 14
+    profile_fetch_debounce_seconds: int = 300
+    profile_sweep_interval_minutes: int = 0
+    tiktok_rate_limit_per_minute: int = 600
 
     @property
     def is_development(self) -> bool:
@@ -81,6 +96,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if app.client_key == client_key:
                 return app.client_secrets
         return None
+
+    def require_worker(self) -> None:
+        """Raise ConfigError unless the worker can run (it handles tokens, so it needs keys)."""
+        problems: list[str] = []
+        if not self.apps:
+            problems.append("TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET are required")
+        if not self.token_encryption_keys:
+            problems.append(
+                "TOKEN_ENCRYPTION_KEYS is not set: the worker reads and refreshes encrypted "
+                "tokens; create a key with `tiktok-webhooks keygen`"
+            )
+        if problems:
+            raise ConfigError(problems)
 
     def require_oauth(self) -> None:
         """Raise ConfigError unless everything the OAuth flow needs is set."""
@@ -123,8 +151,24 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "OAUTH_SUCCESS_URL": "oauth_success_url",
     "OAUTH_STATE_TTL_SECONDS": "oauth_state_ttl_seconds",
     "HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
+    "WORKER_MAX_TRIES": "worker_max_tries",
+    "WORKER_RETRY_BASE_SECONDS": "worker_retry_base_seconds",
+    "WORKER_RETRY_MAX_SECONDS": "worker_retry_max_seconds",
+    "WORKER_MAX_JOBS": "worker_max_jobs",
+    "WORKER_POLL_DELAY_SECONDS": "worker_poll_delay_seconds",
+    "WORKER_JOB_TIMEOUT_SECONDS": "worker_job_timeout_seconds",
+    "WORKER_SHUTDOWN_WAIT_SECONDS": "worker_shutdown_wait_seconds",
+    "WORKER_HANDLER_MODULES": "worker_handler_modules",
+    "TOKEN_REFRESH_MARGIN_SECONDS": "token_refresh_margin_seconds",
+    "TOKEN_REFRESH_EVERY_MINUTES": "token_refresh_every_minutes",
+    "REFRESH_TOKEN_WARNING_DAYS": "refresh_token_warning_days",
+    "PROFILE_FETCH_DEBOUNCE_SECONDS": "profile_fetch_debounce_seconds",
+    "PROFILE_SWEEP_INTERVAL_MINUTES": "profile_sweep_interval_minutes",
+    "TIKTOK_RATE_LIMIT_PER_MINUTE": "tiktok_rate_limit_per_minute",
 }
-_LIST_FIELDS: Final = frozenset({"tiktok_scopes", "token_encryption_keys"})
+_LIST_FIELDS: Final = frozenset(
+    {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules"}
+)
 _SECRET_FIELDS: Final = frozenset({"redis_url", "admin_token", "token_encryption_keys"})
 ENV_NAMES: Final = (
     "TIKTOK_CLIENT_KEY",
@@ -266,6 +310,20 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         )
         if problem:
             problems.append(problem)
+    minimums: tuple[tuple[str, int, int], ...] = (
+        ("WORKER_MAX_TRIES", settings.worker_max_tries, 1),
+        ("WORKER_MAX_JOBS", settings.worker_max_jobs, 1),
+        ("WORKER_JOB_TIMEOUT_SECONDS", settings.worker_job_timeout_seconds, 1),
+        ("TOKEN_REFRESH_EVERY_MINUTES", settings.token_refresh_every_minutes, 1),
+        ("TIKTOK_RATE_LIMIT_PER_MINUTE", settings.tiktok_rate_limit_per_minute, 1),
+        ("PROFILE_SWEEP_INTERVAL_MINUTES", settings.profile_sweep_interval_minutes, 0),
+        ("TOKEN_REFRESH_MARGIN_SECONDS", settings.token_refresh_margin_seconds, 0),
+    )
+    for env_name, number, low in minimums:
+        if number < low:
+            problems.append(f"{env_name} must be at least {low}")
+    if settings.worker_poll_delay_seconds <= 0 or settings.worker_retry_base_seconds <= 0:
+        problems.append("WORKER_POLL_DELAY_SECONDS and WORKER_RETRY_BASE_SECONDS must be positive")
     if not settings.tiktok_scopes:
         problems.append("TIKTOK_SCOPES must name at least one scope, e.g. user.info.basic")
 

@@ -1,0 +1,162 @@
+"""Running jobs: decode, run the registered handlers, then retry, stop or dead-letter.
+
+Every job function goes through `guarded`, which turns a failure into the next step:
+transient failures (timeouts, 5xx, 429, Redis hiccups, `RetryLater`) retry with
+exponential backoff and jitter up to WORKER_MAX_TRIES, then go to the dead-letter list;
+a lost grant marks the user and stops; anything else (a bug) goes to the dead-letter
+list at once instead of being retried blindly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from arq import Retry
+
+from handlers import metrics
+from handlers.context import HandlerContext, HandlerOutcome, WorkerState
+from handlers.errors import classify, requested_delay
+from receiver import keys
+from receiver.events import MalformedEvent, WebhookEvent, decode_body, event_label
+from receiver.jobs import PROCESS_EVENT
+
+logger = logging.getLogger("tiktok_webhooks.worker")
+
+NO_EVENT: Final = "none"
+_RECORDER_LIMIT: Final = 10_000
+
+
+def backoff_seconds(job_try: int, *, base: float, cap: float, at_least: float | None) -> float:
+    """Exponential backoff with jitter, never shorter than what the failure asked for."""
+    delay = min(cap, base * 2 ** max(0, job_try - 1)) * random.uniform(0.5, 1.5)
+    if at_least is not None:
+        delay = max(delay, at_least * random.uniform(1.0, 1.2))
+    return float(min(delay, max(cap, at_least or 0.0)))
+
+
+async def guarded(
+    ctx: dict[str, Any],
+    function: str,
+    event: str,
+    run: Callable[[], Awaitable[Any]],
+    *,
+    args: list[Any],
+    kwargs: dict[str, Any] | None = None,
+) -> Any:
+    state: WorkerState = ctx["state"]
+    settings = state.settings
+    job_try = int(ctx.get("job_try") or 1)
+    started = time.perf_counter()
+    try:
+        result = await run()
+    except Exception as exc:
+        metrics.JOB_DURATION.labels(function).observe(time.perf_counter() - started)
+        kind = classify(exc)
+        if kind == "transient" and job_try < settings.worker_max_tries:
+            delay = backoff_seconds(
+                job_try,
+                base=settings.worker_retry_base_seconds,
+                cap=settings.worker_retry_max_seconds,
+                at_least=requested_delay(exc),
+            )
+            logger.warning(
+                "%s (%s) try %d failed, retrying in %.1fs: %s",
+                function, event, job_try, delay, _describe(exc),
+            )  # fmt: skip
+            metrics.JOBS.labels(function, event, "retry").inc()
+            raise Retry(defer=delay) from exc
+        if kind in ("reauth", "gone"):
+            logger.info("%s (%s) stopped: %s", function, event, _describe(exc))
+            metrics.JOBS.labels(function, event, "failed" if kind == "reauth" else "ok").inc()
+            return {"stopped": kind}
+        if kind == "permanent":
+            logger.error(
+                "%s (%s) failed permanently: %s", function, event, _describe(exc), exc_info=exc
+            )
+        letter = await state.dead_letters.add(
+            function=function,
+            args=args,
+            kwargs=kwargs or {},
+            job_id=ctx.get("job_id"),
+            event=event,
+            error=exc,
+            tries=job_try,
+        )
+        logger.error(
+            "%s (%s) dead-lettered as %s after %d tries", function, event, letter.id, job_try
+        )
+        metrics.JOBS.labels(function, event, "dead_lettered").inc()
+        metrics.DEAD_LETTER_SIZE.set(await state.dead_letters.size())
+        return {"dead_lettered": letter.id}
+    metrics.JOB_DURATION.labels(function).observe(time.perf_counter() - started)
+    metrics.JOBS.labels(function, event, "ok").inc()
+    return result
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__qualname__}: {exc}"
+
+
+async def process_event(ctx: dict[str, Any], body: bytes) -> Any:
+    """The arq job the receiver enqueues for every accepted delivery."""
+    try:
+        event = decode_body(body)
+    except MalformedEvent as exc:
+        failure = exc
+
+        async def fail() -> None:
+            raise failure
+
+        return await guarded(ctx, PROCESS_EVENT, NO_EVENT, fail, args=[body])
+    label = event_label(event.name)
+    return await guarded(ctx, PROCESS_EVENT, label, lambda: run_handlers(ctx, event), args=[body])
+
+
+async def run_handlers(ctx: dict[str, Any], event: WebhookEvent) -> dict[str, Any]:
+    """Run every handler of the event; raise the first failure after all had their turn.
+
+    With several handlers, each success is remembered (for the dedupe horizon) so a
+    retry runs only the handlers that have not succeeded yet.
+    """
+    state: WorkerState = ctx["state"]
+    handlers = state.registry.handlers_for(event.name)
+    hctx = HandlerContext(
+        state=state, job_id=ctx.get("job_id"), job_try=int(ctx.get("job_try") or 1)
+    )
+    remember = len(handlers) > 1
+    ttl = state.settings.webhook_dedupe_ttl_seconds
+    results: dict[str, Any] = {}
+    failure: Exception | None = None
+    for handler in handlers:
+        marker = f"{keys.HANDLED_PREFIX}{event.dedupe_key}:{handler.name}"
+        if remember and await state.redis.exists(marker):
+            continue
+        try:
+            results[handler.name] = await handler.func(event, hctx)
+        except Exception as exc:
+            _record(
+                state,
+                HandlerOutcome(hctx.job_id, event.name, handler.name, False, error=_describe(exc)),
+            )
+            failure = failure or exc
+            continue
+        _record(
+            state,
+            HandlerOutcome(hctx.job_id, event.name, handler.name, True, results[handler.name]),
+        )
+        if remember:
+            await state.redis.set(marker, b"1", ex=ttl)
+    if failure is not None:
+        raise failure
+    return results
+
+
+def _record(state: WorkerState, outcome: HandlerOutcome) -> None:
+    if state.recorder is not None:
+        state.recorder.append(outcome)
+        if len(state.recorder) > _RECORDER_LIMIT:
+            del state.recorder[: len(state.recorder) - _RECORDER_LIMIT]

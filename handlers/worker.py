@@ -1,0 +1,199 @@
+"""Building and running the arq worker: functions, crons, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from arq.connections import RedisSettings
+from arq.cron import cron
+from arq.typing import WorkerCoroutine
+from arq.worker import Function, Worker, async_check_health, func
+
+# Importing these registers the built-in handlers in the default registry.
+from handlers import builtin_status, builtin_users  # noqa: F401
+from handlers import metrics as worker_metrics
+from handlers.builtin_tokens import (
+    refresh_due_tokens,
+    refresh_token,
+    sweep_profiles,
+    update_token_health,
+)
+from handlers.builtin_users import fetch_profile
+from handlers.context import HandlerOutcome, WorkerState
+from handlers.deadletter import DeadLetterStore
+from handlers.dispatch import process_event
+from handlers.ratelimit import RateLimiter
+from handlers.registry import HandlerRegistry, registry
+from receiver.jobs import (
+    FETCH_PROFILE,
+    PROCESS_EVENT,
+    REFRESH_TOKEN,
+    job_deserializer,
+    job_serializer,
+)
+from receiver.settings import ConfigError, Settings
+from receiver.tiktok_api import TikTokClient
+from receiver.token_crypto import TokenCipher
+from receiver.vault import TokenVault
+
+logger = logging.getLogger("tiktok_webhooks.worker")
+
+HEALTH_CHECK_INTERVAL_SECONDS: Final = 10
+QUEUE_STATS_INTERVAL_SECONDS: Final = 5.0
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    rs = RedisSettings.from_dsn(settings.redis_url.reveal())
+    rs.conn_timeout = max(1, int(settings.redis_timeout_seconds))
+    return rs
+
+
+def import_handler_modules(names: Sequence[str]) -> None:
+    """Import the company's handler modules so their @registry.on handlers register."""
+    problems = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            problems.append(f"WORKER_HANDLER_MODULES: cannot import {name!r}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def job_functions() -> list[Function]:
+    return [
+        func(process_event, name=PROCESS_EVENT),
+        func(fetch_profile, name=FETCH_PROFILE),
+        func(refresh_token, name=REFRESH_TOKEN),
+    ]
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    handler_registry: HandlerRegistry | None = None,
+    burst: bool = False,
+    handle_signals: bool = True,
+    recorder: list[HandlerOutcome] | None = None,
+    with_crons: bool = True,
+    extra_functions: Sequence[Function | WorkerCoroutine] = (),
+) -> Worker:
+    """An arq Worker consuming what the receiver and the OAuth routes enqueue."""
+    settings.require_worker()
+    import_handler_modules(settings.worker_handler_modules)
+    every = settings.token_refresh_every_minutes
+    cron_jobs = []
+    if with_crons:
+        cron_jobs = [
+            cron(
+                refresh_due_tokens,
+                minute=set(range(0, 60, every)) if every < 60 else {0},
+                second={0},
+                run_at_startup=True,
+                unique=True,
+            ),
+            cron(
+                update_token_health, minute=set(range(0, 60, 5)), second={30}, run_at_startup=True
+            ),
+        ]
+        sweep = settings.profile_sweep_interval_minutes
+        if sweep > 0:
+            cron_jobs.append(
+                cron(sweep_profiles, minute=set(range(0, 60, min(sweep, 60))), second={15})
+            )
+    return Worker(
+        functions=[*job_functions(), *extra_functions],
+        cron_jobs=cron_jobs,
+        redis_settings=redis_settings(settings),
+        queue_name=settings.queue_name,
+        burst=burst,
+        poll_delay=settings.worker_poll_delay_seconds,
+        max_jobs=settings.worker_max_jobs,
+        job_timeout=settings.worker_job_timeout_seconds,
+        # Our own retry logic dead-letters at WORKER_MAX_TRIES; arq's limit is only the
+        # backstop for a job that kills its worker over and over.
+        max_tries=settings.worker_max_tries + 3,
+        keep_result=0,
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+        job_completion_wait=settings.worker_shutdown_wait_seconds,
+        handle_signals=handle_signals,
+        on_startup=_on_startup,
+        on_shutdown=_on_shutdown,
+        ctx={
+            "settings": settings,
+            "registry": handler_registry or registry,
+            "recorder": recorder,
+        },
+    )
+
+
+async def _on_startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    arq_redis = ctx["redis"]
+    cipher = TokenCipher(settings.token_encryption_keys)
+    limiter = RateLimiter(arq_redis, per_minute=settings.tiktok_rate_limit_per_minute)
+    clients: dict[str, TikTokClient] = {}
+    vaults: dict[str, TokenVault] = {}
+    for app in settings.apps:
+        client = TikTokClient(settings, app=app, before_request=limiter.acquire)
+        clients[app.client_key] = client
+        vaults[app.client_key] = TokenVault(arq_redis, cipher, client, app.client_key)
+    state = WorkerState(
+        settings=settings,
+        redis=arq_redis,
+        registry=ctx["registry"],
+        vaults=vaults,
+        clients=clients,
+        limiter=limiter,
+        dead_letters=DeadLetterStore(arq_redis),
+        recorder=ctx.get("recorder"),
+    )
+    ctx["state"] = state
+    ctx["stats_task"] = asyncio.ensure_future(_queue_stats_loop(state))
+
+
+async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    task: asyncio.Task[None] | None = ctx.get("stats_task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    state: WorkerState | None = ctx.get("state")
+    if state is not None:
+        for client in state.clients.values():
+            await client.aclose()
+
+
+async def update_queue_stats(state: WorkerState) -> None:
+    redis = state.redis
+    queue = state.settings.queue_name
+    now_ms = time.time() * 1000
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(queue)
+        pipe.zrangebyscore(queue, "-inf", now_ms, start=0, num=1, withscores=True)
+        depth, oldest = await pipe.execute()
+    worker_metrics.QUEUE_DEPTH.set(depth)
+    worker_metrics.QUEUE_OLDEST_AGE.set(max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0)
+    worker_metrics.DEAD_LETTER_SIZE.set(await state.dead_letters.size())
+
+
+async def _queue_stats_loop(state: WorkerState) -> None:
+    while True:
+        try:
+            await update_queue_stats(state)
+        except Exception as exc:  # Redis hiccup: the next round will do
+            logger.warning("queue stats not updated: %s", type(exc).__name__)
+        await asyncio.sleep(QUEUE_STATS_INTERVAL_SECONDS)
+
+
+async def check_health(settings: Settings) -> int:
+    """0 when a worker on this queue reported in within the health-check interval."""
+    return await async_check_health(redis_settings(settings), queue_name=settings.queue_name)

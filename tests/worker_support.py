@@ -1,0 +1,55 @@
+"""Running the real worker in tests: deliver through the receiver, drain in burst mode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from handlers.context import HandlerOutcome
+from handlers.registry import HandlerRegistry
+from handlers.worker import create_worker
+from receiver.app import create_app
+from receiver.settings import Settings
+from receiver.token_crypto import generate_key
+from tests.asgi import app_client
+from tests.factories import make_settings
+
+TEST_ENCRYPTION_KEY = generate_key()
+
+
+def worker_settings(redis_url: str, **env: str) -> Settings:
+    base = {
+        "TOKEN_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+        "WORKER_RETRY_BASE_SECONDS": "0.01",
+        "WORKER_RETRY_MAX_SECONDS": "0.05",
+        "WORKER_POLL_DELAY_SECONDS": "0.01",
+        "WORKER_MAX_TRIES": "3",
+    }
+    return make_settings(redis_url, **{**base, **env})
+
+
+async def deliver(settings: Settings, deliveries: Sequence[tuple[bytes, dict[str, str]]]) -> None:
+    """POST signed deliveries to the receiver app; each must be accepted."""
+    async with app_client(create_app(settings)) as client:
+        for body, headers in deliveries:
+            response = await client.post("/webhooks/tiktok", content=body, headers=headers)
+            assert response.status_code == 200, response.text
+
+
+async def drain(
+    settings: Settings, handler_registry: HandlerRegistry | None = None
+) -> list[HandlerOutcome]:
+    """Run a real arq worker in burst mode until the queue is empty; return what ran."""
+    recorder: list[HandlerOutcome] = []
+    worker = create_worker(
+        settings,
+        handler_registry=handler_registry,
+        burst=True,
+        handle_signals=False,
+        recorder=recorder,
+        with_crons=False,
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return recorder
