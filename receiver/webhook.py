@@ -17,9 +17,8 @@ from starlette.types import Message, Receive, Scope, Send
 from receiver import metrics
 from receiver.enqueue import EventQueue, QueueUnavailable
 from receiver.events import MalformedEvent, decode_envelope, decode_event, event_label
-from receiver.secrets import Secret
 from receiver.settings import Settings
-from receiver.signature import SignatureError, verify_signature
+from receiver.signature import SignatureError, verify_with_keys
 
 logger = logging.getLogger("tiktok_webhooks.webhook")
 
@@ -56,9 +55,13 @@ class WebhookEndpoint:
         self._clock = clock
         self._max_body = settings.webhook_max_body_bytes
         self._tolerance = settings.webhook_tolerance_seconds
-        self._all_secrets: tuple[Secret, ...] = tuple(
-            secret for app in settings.apps for secret in app.client_secrets
-        )
+        # Secrets encoded once: the HMAC key per app, and all of them for bodies whose
+        # app cannot be read.
+        self._keys: dict[str, tuple[bytes, ...]] = {
+            app.client_key: tuple(s.reveal().encode() for s in app.client_secrets)
+            for app in settings.apps
+        }
+        self._all_keys: tuple[bytes, ...] = tuple(k for ks in self._keys.values() for k in ks)
         self._retry_after = str(settings.webhook_retry_after_seconds).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,21 +110,21 @@ class WebhookEndpoint:
         if envelope is None:
             # The app cannot be known, so try every configured secret: a valid
             # signature over a broken body is TikTok's (or our) bug, worth a 400.
-            secrets = self._all_secrets
+            keys = self._all_keys
             label = metrics.NO_EVENT
         else:
             label = event_label(envelope.event)
-            app_secrets = self.settings.secrets_for(envelope.client_key)
-            if app_secrets is None:
+            app_keys = self._keys.get(envelope.client_key)
+            if app_keys is None:
                 raise _Reject(
                     401, "unknown_app", "client_key is not configured", "unknown_app", label
                 )
-            secrets = app_secrets
+            keys = app_keys
 
         now = self._clock()
         try:
-            timestamp = verify_signature(
-                signature, raw, secrets, tolerance_seconds=self._tolerance, now=now
+            timestamp = verify_with_keys(
+                signature, raw, keys, tolerance_seconds=self._tolerance, now=now
             )
         except SignatureError as exc:
             if exc.reason == "stale":

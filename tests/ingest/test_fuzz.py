@@ -17,7 +17,10 @@ from tests.uvicorn_thread import serve_in_thread
 ALLOWED = {200, 400, 401, 413}
 
 header_values = st.one_of(
-    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300),
+    # HTTP clients refuse leading/trailing white space in header values.
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300).map(
+        str.strip
+    ),
     st.builds(
         lambda t, s: f"t={t},s={s}",
         st.one_of(st.integers(), st.text(max_size=20).map(lambda v: v.encode().hex())),

@@ -127,7 +127,7 @@ def test_error_text_reveals_no_secret() -> None:
 def test_parse_returns_all_candidates_lowercased() -> None:
     t, sigs = parse_signature_header(f" t={VECTOR_T} , s={VECTOR_S.upper()},s={'1' * 64}")
     assert t == VECTOR_T
-    assert sigs == (VECTOR_S.encode(), b"1" * 64)
+    assert sigs == (bytes.fromhex(VECTOR_S), b"\x11" * 32)
 
 
 def test_secret_never_shows_in_repr() -> None:
