@@ -31,11 +31,12 @@ _RECORDER_LIMIT: Final = 10_000
 
 
 def backoff_seconds(job_try: int, *, base: float, cap: float, at_least: float | None) -> float:
-    """Exponential backoff with jitter, never shorter than what the failure asked for."""
+    """Exponential backoff with jitter, at least what the failure asked for (TikTok's
+    Retry-After), and never more than WORKER_RETRY_MAX_SECONDS."""
     delay = min(cap, base * 2 ** max(0, job_try - 1)) * random.uniform(0.5, 1.5)
     if at_least is not None:
         delay = max(delay, at_least * random.uniform(1.0, 1.2))
-    return float(min(delay, max(cap, at_least or 0.0)))
+    return float(min(delay, cap))
 
 
 async def guarded(
