@@ -9,6 +9,7 @@ list at once instead of being retried blindly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -53,7 +54,10 @@ async def guarded(
     job_try = int(ctx.get("job_try") or 1)
     started = time.perf_counter()
     try:
-        result = await run()
+        # Our own timeout, inside arq's: arq would drop a timed-out job as failed,
+        # this way it is retried and, at worst, dead-lettered.
+        async with asyncio.timeout(settings.worker_job_timeout_seconds):
+            result = await run()
     except Exception as exc:
         metrics.JOB_DURATION.labels(function).observe(time.perf_counter() - started)
         kind = classify(exc)

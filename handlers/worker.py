@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from arq.connections import RedisSettings
 from arq.cron import cron
@@ -48,9 +49,21 @@ HEALTH_CHECK_INTERVAL_SECONDS: Final = 10
 QUEUE_STATS_INTERVAL_SECONDS: Final = 5.0
 
 
+_TLS_PARAMS: Final = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile")
+
+
 def redis_settings(settings: Settings) -> RedisSettings:
-    rs = RedisSettings.from_dsn(settings.redis_url.reveal())
+    """arq's connection settings from REDIS_URL, including the TLS options in its query
+    (arq's own parser drops them, and the receiver honours them)."""
+    url = settings.redis_url.reveal()
+    rs = RedisSettings.from_dsn(url)
     rs.conn_timeout = max(1, int(settings.redis_timeout_seconds))
+    query = parse_qs(urlsplit(url).query)
+    for name in _TLS_PARAMS:
+        if name in query:
+            setattr(rs, name, query[name][-1])
+    if "ssl_check_hostname" in query:
+        rs.ssl_check_hostname = query["ssl_check_hostname"][-1].lower() in ("1", "true", "yes")
     return rs
 
 
@@ -115,7 +128,8 @@ def create_worker(
         burst=burst,
         poll_delay=settings.worker_poll_delay_seconds,
         max_jobs=settings.worker_max_jobs,
-        job_timeout=settings.worker_job_timeout_seconds,
+        # A job times out in `guarded` first (and is retried); arq's limit is the backstop.
+        job_timeout=settings.worker_job_timeout_seconds + 5,
         # Our own retry logic dead-letters at WORKER_MAX_TRIES; arq's limit is only the
         # backstop for a job that kills its worker over and over.
         max_tries=settings.worker_max_tries + 3,

@@ -8,11 +8,13 @@ import datetime
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
 
 from receiver.settings import Settings, load_settings
 
@@ -30,16 +32,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return asyncio.run(check_health(settings))
     # arq logs every job at INFO: at thousands of jobs per second that is the bottleneck.
     logging.getLogger("arq").setLevel(logging.DEBUG if args.log_jobs else logging.WARNING)
-    worker = create_worker(settings, burst=args.burst)
+    log = logging.getLogger("tiktok_webhooks.worker")
     if args.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port, addr=args.metrics_host)
-        logging.getLogger("tiktok_webhooks.worker").info(
-            "metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port
-        )
-    worker.run()
-    return 0
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+    # A Redis restart or failover must not kill the worker (an orchestrator would back
+    # off restarting it): start again with a growing pause until Redis answers.
+    pause = 0.5
+    while True:
+        worker = create_worker(settings, burst=args.burst)
+        try:
+            worker.run()
+            return 0
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("lost Redis (%s); starting again in %.1fs", type(exc).__name__, pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 30.0)
 
 
 def _with_store(args: argparse.Namespace, action: Callable[[Any, Settings], Awaitable[int]]) -> int:
