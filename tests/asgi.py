@@ -1,18 +1,5 @@
-"""The receiver app in-process over httpx's ASGI transport, with its lifespan run."""
+"""Moved to receiver.testing.asgi; kept until in-flight work is updated."""
 
-from __future__ import annotations
+from receiver.testing.asgi import app_client
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import httpx
-
-from receiver.app import ReceiverApp
-
-
-@asynccontextmanager
-async def app_client(app: ReceiverApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.lifespan(app.starlette):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
-            yield client
+__all__ = ["app_client"]

@@ -6,27 +6,20 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.redis_server import RedisServer
+from receiver.testing.redis_server import RedisServer
 
 
+# The private Redis comes from the project's own pytest plugin (receiver.testing.plugin).
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server(tiktok_redis_server: RedisServer) -> RedisServer:
     """One private redis-server for the whole session (never the machine's own)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    return tiktok_redis_server
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
+def redis_url(tiktok_redis_url: str) -> str:
     """The session server's URL, flushed before each test so tests stay independent."""
-    import redis as syncredis
-
-    client = syncredis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    return redis_server.url
+    return tiktok_redis_url
 
 
 @pytest.fixture

@@ -1,39 +1,5 @@
-"""Run an ASGI app on a real uvicorn server in a background thread, for real-HTTP tests."""
+"""Moved to receiver.testing.servers; kept until in-flight work is updated."""
 
-from __future__ import annotations
+from receiver.testing.servers import serve_in_thread
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import uvicorn
-from starlette.types import ASGIApp
-
-from tests.redis_server import free_port
-
-
-@contextmanager
-def serve_in_thread(app: ASGIApp, *, lifespan: str = "on") -> Iterator[str]:
-    """Serve `app` on 127.0.0.1:<free port>; yield its base URL; shut it down after."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan=lifespan,  # type: ignore[arg-type]
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+__all__ = ["serve_in_thread"]

@@ -10,7 +10,7 @@ from handlers.worker import create_worker
 from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.token_crypto import generate_key
-from tests.asgi import app_client
+from receiver.testing.asgi import app_client
 from tests.factories import make_settings
 
 TEST_ENCRYPTION_KEY = generate_key()

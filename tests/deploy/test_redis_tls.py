@@ -16,7 +16,7 @@ from tests.deploy.processes import ENTRYPOINT, answers, running, service_env
 from tests.deploy.test_commands import run_probe, wait_for_check
 from tests.deploy.tls_redis import TlsRedisServer
 from tests.factories import delivery
-from tests.redis_server import free_port
+from receiver.testing.redis_server import free_port
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from tests.deploy.processes import (
     wait_for_exit,
 )
 from tests.factories import delivery
-from tests.redis_server import free_port
+from receiver.testing.redis_server import free_port
 from tests.store import Store
 
 QUEUE = "arq:queue"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.redis_server import free_port
+from receiver.testing.redis_server import free_port
 
 
 def _name(common_name: str) -> x509.Name:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.contract_vector import VECTOR_BODY, VECTOR_HEADER, VECTOR_SECRET, VECTOR_T
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
-from tests.redis_server import RedisServer, free_port
+from receiver.testing.redis_server import RedisServer, free_port
 
 CLI = [sys.executable, "-m", "receiver.cli"]
 

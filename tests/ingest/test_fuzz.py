@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from receiver.app import create_app
 from receiver.delivery import build_body, signed_headers
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, make_settings
-from tests.uvicorn_thread import serve_in_thread
+from receiver.testing.servers import serve_in_thread
 
 ALLOWED = {200, 400, 401, 413}
 
@@ -58,7 +58,7 @@ envelopes = st.fixed_dictionaries(
 
 @pytest.fixture(scope="module")
 def base_url(redis_server: object) -> Iterator[str]:
-    from tests.redis_server import RedisServer
+    from receiver.testing.redis_server import RedisServer
 
     assert isinstance(redis_server, RedisServer)
     app = create_app(make_settings(redis_server.url, WEBHOOK_MAX_BODY_BYTES="4096"))

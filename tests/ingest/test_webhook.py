@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from receiver.app import create_app
 from receiver.delivery import build_body, signed_headers
 from receiver.jobs import PROCESS_EVENT, job_deserializer
-from tests.asgi import app_client
+from receiver.testing.asgi import app_client
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery, make_settings
 from tests.store import Store
 

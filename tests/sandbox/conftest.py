@@ -6,7 +6,7 @@ import pytest
 
 from sandbox import create_app
 from tests.sandbox.harness import START, FakeClock, SandboxClient, make_config
-from tests.uvicorn_thread import serve_in_thread
+from receiver.testing.servers import serve_in_thread
 
 
 @pytest.fixture(scope="session")

@@ -124,6 +124,17 @@ def test_settings_round_trip_and_validation(sandbox: SandboxClient) -> None:
         "rate_limit_per_minute": 600,
         "auto_approve": True,
         "invalid_client_http_status": 200,
+        "webhooks": {
+            "retry_base_seconds": 60.0,
+            "retry_factor": 2.0,
+            "horizon_seconds": 72 * 3600.0,
+            "time_scale": 1.0,
+            "max_attempts": None,
+            "timeout_seconds": 10.0,
+            "concurrency": 8,
+            "clock_skew_seconds": 0.0,
+            "revoke_sends_event": True,
+        },
     }
     changed = sandbox.admin("PUT", "settings", {"access_token_ttl": 60}).json()
     assert changed == {**defaults, "access_token_ttl": 60}

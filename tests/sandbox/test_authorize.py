@@ -19,7 +19,7 @@ from tests.sandbox.harness import (
     make_config,
     query_of,
 )
-from tests.uvicorn_thread import serve_in_thread
+from receiver.testing.servers import serve_in_thread
 
 
 def assert_error_page(response: httpx.Response, error: str, fragment: str = "") -> None:

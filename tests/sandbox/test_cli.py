@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sandbox.cli import config_from_args, configure_parser, run
-from tests.redis_server import free_port
+from receiver.testing.redis_server import free_port
 from tests.sandbox.harness import SandboxClient, query_of
 
 ROOT = Path(__file__).resolve().parents[2]

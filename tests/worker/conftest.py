@@ -16,7 +16,7 @@ from receiver.vault import TokenVault
 from sandbox.app import create_app
 from sandbox.config import AppConfig, SandboxConfig
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
-from tests.uvicorn_thread import serve_in_thread
+from receiver.testing.servers import serve_in_thread
 
 REDIRECT_URI = "https://receiver.example/oauth/tiktok/callback"
 
