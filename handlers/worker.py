@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, async_check_health, func
@@ -38,6 +38,7 @@ from receiver.jobs import (
     job_deserializer,
     job_serializer,
 )
+from receiver.redis_conn import ClosesSentinels, sentinel_primary
 from receiver.settings import ConfigError, Settings
 from receiver.tiktok_api import TikTokClient
 from receiver.token_crypto import TokenCipher
@@ -64,7 +65,24 @@ def redis_settings(settings: Settings) -> RedisSettings:
             setattr(rs, name, query[name][-1])
     if "ssl_check_hostname" in query:
         rs.ssl_check_hostname = query["ssl_check_hostname"][-1].lower() in ("1", "true", "yes")
+    if settings.redis_sentinels:
+        rs.sentinel = True
+        rs.host = settings.sentinel_addresses
+        rs.sentinel_master = settings.redis_sentinel_master
     return rs
+
+
+class _SentinelArqRedis(ClosesSentinels, ArqRedis):  # type: ignore[misc]
+    """arq's client of the Sentinel primary; closing it closes the sentinel links too."""
+
+
+def _sentinel_pool(settings: Settings) -> ArqRedis:
+    # arq's own Sentinel pool never closes its connections to the sentinels.
+    pool = sentinel_primary(settings, _SentinelArqRedis)
+    pool.job_serializer = job_serializer
+    pool.job_deserializer = job_deserializer
+    pool.default_queue_name = settings.queue_name
+    return pool
 
 
 def import_handler_modules(names: Sequence[str]) -> None:
@@ -124,6 +142,7 @@ def create_worker(
         functions=[*job_functions(), *extra_functions],
         cron_jobs=cron_jobs,
         redis_settings=redis_settings(settings),
+        redis_pool=_sentinel_pool(settings) if settings.redis_sentinels else None,
         queue_name=settings.queue_name,
         burst=burst,
         poll_delay=settings.worker_poll_delay_seconds,

@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     apps: tuple[AppCredentials, ...] = ()
     redis_url: Secret = Secret("redis://127.0.0.1:6379/0")
     redis_timeout_seconds: float = 2.0
+    # Redis Sentinel: "host:port" of each sentinel; REDIS_URL then gives db and password.
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = "mymaster"
     webhook_tolerance_seconds: int = 300
     webhook_max_body_bytes: int = 1024 * 1024
     webhook_dedupe_ttl_seconds: int = 4 * 24 * 3600
@@ -79,6 +82,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     profile_fetch_debounce_seconds: int = 300
     profile_sweep_interval_minutes: int = 0
     tiktok_rate_limit_per_minute: int = 600
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [(s.rpartition(":")[0], int(s.rpartition(":")[2])) for s in self.redis_sentinels]
 
     @property
     def is_development(self) -> bool:
@@ -134,6 +141,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 _ENV_FIELDS: Final[dict[str, str]] = {
     "REDIS_URL": "redis_url",
     "REDIS_TIMEOUT_SECONDS": "redis_timeout_seconds",
+    "REDIS_SENTINELS": "redis_sentinels",
+    "REDIS_SENTINEL_MASTER": "redis_sentinel_master",
     "WEBHOOK_TOLERANCE_SECONDS": "webhook_tolerance_seconds",
     "WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
     "WEBHOOK_DEDUPE_TTL_SECONDS": "webhook_dedupe_ttl_seconds",
@@ -167,7 +176,7 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "TIKTOK_RATE_LIMIT_PER_MINUTE": "tiktok_rate_limit_per_minute",
 }
 _LIST_FIELDS: Final = frozenset(
-    {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules"}
+    {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules", "redis_sentinels"}
 )
 _SECRET_FIELDS: Final = frozenset({"redis_url", "admin_token", "token_encryption_keys"})
 ENV_NAMES: Final = (
@@ -294,6 +303,10 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         problems.append("REDIS_TIMEOUT_SECONDS must be positive")
     if settings.environment not in ("production", "development"):
         problems.append("TIKTOK_WEBHOOKS_ENV must be `production` or `development`")
+    for sentinel in settings.redis_sentinels:
+        host, _, port = sentinel.rpartition(":")
+        if not host or not port.isdigit():
+            problems.append(f"REDIS_SENTINELS: {sentinel!r} is not host:port")
     url = urlsplit(settings.redis_url.reveal())
     if url.scheme not in ("redis", "rediss", "unix"):
         problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
