@@ -53,11 +53,12 @@ class _Line(msgspec.Struct):
     body_b64: str | None = None
 
 
-def load_jsonl(path: Path, *, secret: str) -> Iterator[Delivery]:
+def load_jsonl(path: Path, *, secret: str, client_key: str | None = None) -> Iterator[Delivery]:
     """Deliveries from a JSONL file (a capture export or the corpus), freshly signed.
 
     Each line has the raw body as `body` (or `body_b64`); lines that are not such an
-    object raise ValueError naming the line.
+    object raise ValueError naming the line. With `client_key`, each envelope is
+    rewritten to that app (the corpus uses the client keys of TikTok's examples).
     """
     decoder = msgspec.json.Decoder(_Line)
     with path.open("rb") as lines:
@@ -74,4 +75,9 @@ def load_jsonl(path: Path, *, secret: str) -> Iterator[Delivery]:
                 body = base64.b64decode(entry.body_b64)
             else:
                 raise ValueError(f"{path}:{number}: no `body` or `body_b64`")
+            if client_key is not None:
+                envelope = msgspec.json.decode(body)
+                if isinstance(envelope, dict):
+                    envelope["client_key"] = client_key
+                    body = msgspec.json.encode(envelope)
             yield Delivery(body, signed_headers(secret, body))

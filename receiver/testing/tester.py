@@ -58,12 +58,13 @@ class WebhookTester:
         return make_delivery(event, content, **options)
 
     def corpus(self, path: Path | None = None) -> list[Delivery]:
-        """A JSONL file's deliveries (default: the shipped example corpus), re-signed."""
+        """A JSONL file's deliveries (default: the shipped example corpus), addressed to
+        this app and signed afresh."""
         if path is None:
             from receiver.corpus import corpus_path
 
             path = corpus_path()
-        return list(load_jsonl(path, secret=self.secret))
+        return list(load_jsonl(path, secret=self.secret, client_key=self.client_key))
 
     async def post(self, delivery: Delivery) -> httpx.Response:
         return await self.client.post(WEBHOOK_PATH, content=delivery.body, headers=delivery.headers)

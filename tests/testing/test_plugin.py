@@ -86,3 +86,16 @@ def test_the_plugin_loads_by_entry_point(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "asyncio", "-o", "asyncio_mode=auto", "-q")
     result.assert_outcomes(passed=1)
+
+
+async def test_every_contract_event_of_the_corpus_is_handled(
+    tiktok_webhooks: WebhookTester,
+) -> None:
+    from receiver.events import KNOWN_EVENTS
+
+    deliveries = tiktok_webhooks.corpus()
+    assert len(deliveries) >= len(KNOWN_EVENTS)
+    outcomes = await tiktok_webhooks.deliver(deliveries)
+    assert outcomes.errors() == []
+    assert outcomes.succeeded("builtin.record_status")
+    assert outcomes.succeeded("builtin.purge_user")
