@@ -140,9 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=10.0)
     send.set_defaults(func=cmd_send)
 
-    from receiver import cli_worker
+    from receiver import cli_replay, cli_tokens, cli_worker, dev
+    from sandbox import cli as sandbox_cli
 
     cli_worker.register(sub)
+    cli_tokens.register(sub)
+    cli_replay.register(sub)
+    dev.register(sub)
+    sandbox_parser = sub.add_parser("sandbox", help="run the local TikTok simulator")
+    sandbox_cli.configure_parser(sandbox_parser)
+    sandbox_parser.set_defaults(func=sandbox_cli.run)
+    deliveries = sub.add_parser(
+        "sandbox-deliveries", help="list the webhooks a running sandbox sent, with attempts"
+    )
+    sandbox_cli.configure_deliveries_parser(deliveries)
+    deliveries.set_defaults(func=sandbox_cli.run_deliveries)
     return parser
 
 

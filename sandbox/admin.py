@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.config import AppConfig, SettingsPatch
+from sandbox.config import AppConfig, SettingsPatch, callback_url_problem
 from sandbox.errors import AdminError
 from sandbox.events import REASON_USER_DISCONNECTED
 from sandbox.faults import FaultSpec
@@ -33,6 +33,10 @@ class Deauthorize(UserTarget, kw_only=True, forbid_unknown_fields=True):
     reason: Annotated[int, msgspec.Meta(ge=0, le=5)] = REASON_USER_DISCONNECTED
 
 
+class CallbackUrl(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    callback_url: str | None  # None: the app gets no webhooks
+
+
 class Advance(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seconds: Annotated[float, msgspec.Meta(ge=0)]
 
@@ -48,7 +52,7 @@ def admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
     return run
 
 
-async def _body(request: Request, type_: type[T], *, optional: bool = False) -> T:
+async def read_json(request: Request, type_: type[T], *, optional: bool = False) -> T:
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise AdminError(413, "invalid_params", "The body is too large.")
@@ -64,7 +68,7 @@ async def _body(request: Request, type_: type[T], *, optional: bool = False) -> 
         raise AdminError(400, "invalid_params", "The body is not valid JSON.") from None
 
 
-def _user_or_404(state: SandboxState, open_id: str) -> SandboxUser:
+def user_or_404(state: SandboxState, open_id: str) -> SandboxUser:
     user = state.users.get(open_id)
     if user is None:
         raise AdminError(404, "not_found", f"No sandbox user has open_id {open_id!r}.")
@@ -76,7 +80,7 @@ def _user_or_404(state: SandboxState, open_id: str) -> SandboxUser:
 
 @admin
 async def create_user(request: Request, state: SandboxState) -> Response:
-    user = state.users.add(await _body(request, SandboxUser, optional=True))
+    user = state.users.add(await read_json(request, SandboxUser, optional=True))
     if user is None:
         raise AdminError(409, "conflict", "A user with this open_id exists already.")
     return json_response(user, 201)
@@ -89,13 +93,13 @@ async def list_users(request: Request, state: SandboxState) -> Response:
 
 @admin
 async def get_user(request: Request, state: SandboxState) -> Response:
-    return json_response(_user_or_404(state, request.path_params["open_id"]))
+    return json_response(user_or_404(state, request.path_params["open_id"]))
 
 
 @admin
 async def update_user(request: Request, state: SandboxState) -> Response:
-    user = _user_or_404(state, request.path_params["open_id"])
-    patch = await _body(request, dict[str, Any])
+    user = user_or_404(state, request.path_params["open_id"])
+    patch = await read_json(request, dict[str, Any])
     if patch.get("open_id", user.open_id) != user.open_id:
         raise AdminError(400, "invalid_params", "open_id cannot be changed.")
     try:
@@ -108,15 +112,15 @@ async def update_user(request: Request, state: SandboxState) -> Response:
 
 @admin
 async def user_grants(request: Request, state: SandboxState) -> Response:
-    user = _user_or_404(state, request.path_params["open_id"])
+    user = user_or_404(state, request.path_params["open_id"])
     return json_response({"grants": state.tokens.grants_of(user.open_id, state.now())})
 
 
 @admin
 async def expire_access_token(request: Request, state: SandboxState) -> Response:
     """Make the user's access tokens expire now, to exercise the refresh path."""
-    user = _user_or_404(state, request.path_params["open_id"])
-    target = await _body(request, UserTarget, optional=True)
+    user = user_or_404(state, request.path_params["open_id"])
+    target = await read_json(request, UserTarget, optional=True)
     expired = state.tokens.expire_access(user.open_id, target.client_key, state.now())
     return json_response({"expired": expired})
 
@@ -124,19 +128,27 @@ async def expire_access_token(request: Request, state: SandboxState) -> Response
 @admin
 async def expire_refresh_token(request: Request, state: SandboxState) -> Response:
     """Make the user's refresh tokens expire now, to exercise re-authorization."""
-    user = _user_or_404(state, request.path_params["open_id"])
-    target = await _body(request, UserTarget, optional=True)
+    user = user_or_404(state, request.path_params["open_id"])
+    target = await read_json(request, UserTarget, optional=True)
     expired = state.tokens.expire_refresh(user.open_id, target.client_key, state.now())
     return json_response({"expired": expired})
 
 
 @admin
 async def deauthorize(request: Request, state: SandboxState) -> Response:
-    """The user disconnects the app in TikTok: tokens die and `authorization.removed` is queued."""
-    user = _user_or_404(state, request.path_params["open_id"])
-    body = await _body(request, Deauthorize, optional=True)
+    """The user disconnects the app in TikTok: tokens die and `authorization.removed` is
+    sent to every app that had a grant (and has a callback URL)."""
+    user = user_or_404(state, request.path_params["open_id"])
+    body = await read_json(request, Deauthorize, optional=True)
     events = state.deauthorize(user.open_id, body.client_key, body.reason)
-    return json_response({"revoked": [e.client_key for e in events], "events": events})
+    deliveries = [state.deliveries.for_event(e.seq) for e in events]
+    return json_response(
+        {
+            "revoked": [e.client_key for e in events],
+            "events": events,
+            "deliveries": [d.id for d in deliveries if d is not None],
+        }
+    )
 
 
 # -- apps, settings, clock, reset ----------------------------------------------------------
@@ -149,7 +161,7 @@ async def list_apps(request: Request, state: SandboxState) -> Response:
 
 @admin
 async def create_app_(request: Request, state: SandboxState) -> Response:
-    app = await _body(request, AppConfig)
+    app = await read_json(request, AppConfig)
     problems = app.problems()
     if problems:
         raise AdminError(400, "invalid_params", "; ".join(problems))
@@ -159,13 +171,27 @@ async def create_app_(request: Request, state: SandboxState) -> Response:
 
 
 @admin
+async def put_callback_url(request: Request, state: SandboxState) -> Response:
+    """Set (or with null, remove) the app's webhook callback URL, as in the portal."""
+    body = await read_json(request, CallbackUrl)
+    if body.callback_url is not None:
+        problem = callback_url_problem(body.callback_url)
+        if problem is not None:
+            raise AdminError(400, "invalid_params", problem)
+    app = state.set_callback_url(request.path_params["client_key"], body.callback_url)
+    if app is None:
+        raise AdminError(404, "not_found", "No app has this client_key.")
+    return json_response(app)
+
+
+@admin
 async def get_settings(request: Request, state: SandboxState) -> Response:
     return json_response(state.settings)
 
 
 @admin
 async def put_settings(request: Request, state: SandboxState) -> Response:
-    return json_response(state.update_settings(await _body(request, SettingsPatch)))
+    return json_response(state.update_settings(await read_json(request, SettingsPatch)))
 
 
 @admin
@@ -176,7 +202,7 @@ async def get_clock(request: Request, state: SandboxState) -> Response:
 @admin
 async def advance_clock(request: Request, state: SandboxState) -> Response:
     """Move sandbox time forward, so codes and tokens expire without waiting."""
-    body = await _body(request, Advance)
+    body = await read_json(request, Advance)
     state.clock.advance(body.seconds)
     return json_response({"now": state.now(), "offset": state.clock.offset})
 
@@ -197,7 +223,7 @@ async def list_faults(request: Request, state: SandboxState) -> Response:
 
 @admin
 async def add_fault(request: Request, state: SandboxState) -> Response:
-    spec = await _body(request, FaultSpec)
+    spec = await read_json(request, FaultSpec)
     problem = spec.problem()
     if problem is not None:
         raise AdminError(400, "invalid_params", problem)
@@ -245,6 +271,7 @@ ROUTES = [
     Route("/sandbox/users/{open_id}/deauthorize", deauthorize, methods=["POST"]),
     Route("/sandbox/apps", list_apps, methods=["GET"]),
     Route("/sandbox/apps", create_app_, methods=["POST"]),
+    Route("/sandbox/apps/{client_key}/callback", put_callback_url, methods=["PUT"]),
     Route("/sandbox/settings", get_settings, methods=["GET"]),
     Route("/sandbox/settings", put_settings, methods=["PUT"]),
     Route("/sandbox/clock", get_clock, methods=["GET"]),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,6 +23,8 @@ from sandbox.pages import error_page
 from sandbox.simulated import admin_error, json_response
 from sandbox.state import SandboxState, get_state
 from sandbox.userinfo import user_info
+from sandbox.webhook_admin import ROUTES as WEBHOOK_ROUTES
+from sandbox.webhooks import WebhookSender
 
 logger = logging.getLogger("sandbox")
 
@@ -75,17 +78,36 @@ async def _index(request: Request) -> Response:
             "tiktok_api_base_url": base,
             "apps": [app.client_key for app in state.apps()],
             "admin": base + "/sandbox/",
+            "webhooks": base + "/sandbox/webhooks",
         }
     )
 
 
-def create_app(config: SandboxConfig, *, clock: Callable[[], float] | None = None) -> Starlette:
+def create_app(
+    config: SandboxConfig,
+    *,
+    clock: Callable[[], float] | None = None,
+    webhook_clock: Callable[[], float] | None = None,
+) -> Starlette:
     """A fresh sandbox with `config`; `clock` (default `time.time`) lets tests fix time.
 
-    The state is at `app.state.sandbox` (a SandboxState).
+    `webhook_clock` (default `time.time`) is the wall clock webhook signatures (`t`) and
+    the delivery log use: real time, so a receiver's timestamp tolerance accepts them
+    even when the sandbox clock was moved. The state is at `app.state.sandbox` (a
+    SandboxState). Webhooks are sent while the app's lifespan runs (uvicorn runs it).
     """
-    state = SandboxState(config, clock)
+    state = SandboxState(config, clock, webhook_clock)
     install_log_filter()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        sender = WebhookSender(state)
+        await sender.start()
+        try:
+            yield
+        finally:
+            await sender.stop()
+
     routes = [
         Route("/", _index, methods=["GET"]),
         Route(AUTHORIZE_PATH, authorize, methods=["GET"]),
@@ -94,9 +116,12 @@ def create_app(config: SandboxConfig, *, clock: Callable[[], float] | None = Non
         Route(REVOKE_PATH, revoke, methods=["POST"]),
         Route(USER_INFO_PATH, user_info, methods=["GET"]),
         *ADMIN_ROUTES,
+        *WEBHOOK_ROUTES,
     ]
     app = Starlette(
-        routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash}
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _crash},
+        lifespan=lifespan,
     )
     app.state.sandbox = state
     return app

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -16,12 +17,31 @@ DEFAULT_CLIENT_SECRET = "sandbox_client_secret"  # a public test credential, not
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/oauth/tiktok/callback"
 
 
+def callback_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a webhook callback URL, or None.
+
+    TikTok requires HTTPS; the sandbox also takes plain http, since it is meant to call a
+    receiver on loopback.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"callback URL {url!r} is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"callback URL {url!r} must be an absolute http(s) URL"
+    if parts.fragment:
+        return f"callback URL {url!r} must not have a #fragment"
+    return None
+
+
 class AppConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One app registered in the (simulated) TikTok developer portal."""
 
     client_key: str
     client_secret: str
     redirect_uris: list[str]
+    # Where webhooks go (one per app, as in the portal); None: the app gets no webhooks.
+    callback_url: str | None = None
 
     def problems(self) -> list[str]:
         found: list[str] = []
@@ -31,7 +51,84 @@ class AppConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             found.append(f"app {self.client_key!r} needs at least one redirect URI")
         if any(not uri.strip() for uri in self.redirect_uris):
             found.append(f"app {self.client_key!r} has an empty redirect URI")
+        if self.callback_url is not None:
+            problem = callback_url_problem(self.callback_url)
+            if problem is not None:
+                found.append(f"app {self.client_key!r}: {problem}")
         return found
+
+
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the sandbox sends webhooks: TikTok's retry model on an adjustable timescale.
+
+    A failed attempt (any answer but 200, a connection error, a timeout) is retried after
+    `retry_base_seconds * retry_factor ** (n - 1)` for the n-th retry, until the next retry
+    would fall past `horizon_seconds` after the event (TikTok: 72 h), or `max_attempts`
+    attempts were made; then the delivery is discarded. Delays and the horizon are
+    multiplied by `time_scale` (1.0 = real time; 0.001 turns 72 h into about 4 minutes).
+    TikTok's real schedule is UNCONFIRMED (contract §1.1), these are the sandbox's choice.
+    """
+
+    retry_base_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    retry_factor: Annotated[float, msgspec.Meta(ge=1, le=100)] = 2.0
+    horizon_seconds: Annotated[float, msgspec.Meta(ge=0)] = 72 * 3600.0
+    time_scale: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 1.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # Per attempt, in real seconds (not scaled); TikTok's own timeout is UNCONFIRMED.
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    # Added to the signature's `t`: a TikTok whose clock is off, for stale-timestamp tests.
+    clock_skew_seconds: Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)] = 0.0
+    # Whether `POST /v2/oauth/revoke/` sends authorization.removed (reason 5): UNCONFIRMED.
+    revoke_sends_event: bool = True
+
+    def problems(self) -> list[str]:
+        """The bounds above, for a config built in Python (decoding checks them itself)."""
+        try:
+            msgspec.convert(msgspec.to_builtins(self), WebhookSettings)
+        except msgspec.ValidationError as exc:
+            return [f"webhooks: {exc}"]
+        return []
+
+    def retry_delay(self, retry: int) -> float:
+        """Real seconds to wait before the `retry`-th retry (1 = the first)."""
+        try:
+            delay = self.retry_base_seconds * self.retry_factor ** (retry - 1)
+        except OverflowError:
+            return float("inf")
+        return delay * self.time_scale
+
+    @property
+    def horizon(self) -> float:
+        """Real seconds after the event past which nothing is retried."""
+        return self.horizon_seconds * self.time_scale
+
+
+class WebhookSettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    retry_base_seconds: Annotated[float, msgspec.Meta(gt=0)] | msgspec.UnsetType = msgspec.UNSET
+    retry_factor: Annotated[float, msgspec.Meta(ge=1, le=100)] | msgspec.UnsetType = msgspec.UNSET
+    horizon_seconds: Annotated[float, msgspec.Meta(ge=0)] | msgspec.UnsetType = msgspec.UNSET
+    time_scale: Annotated[float, msgspec.Meta(gt=0, le=1000)] | msgspec.UnsetType = msgspec.UNSET
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType | None = msgspec.UNSET
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] | msgspec.UnsetType = msgspec.UNSET
+    clock_skew_seconds: Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    revoke_sends_event: bool | msgspec.UnsetType = msgspec.UNSET
+
+    def apply(self, settings: WebhookSettings) -> WebhookSettings:
+        return msgspec.structs.replace(settings, **_set_fields(self))
+
+
+def _set_fields(patch: msgspec.Struct) -> dict[str, Any]:
+    return {
+        name: getattr(patch, name)
+        for name in patch.__struct_fields__
+        if getattr(patch, name) is not msgspec.UNSET
+    }
 
 
 class LiveSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +142,7 @@ class LiveSettings(msgspec.Struct, frozen=True, kw_only=True):
     auto_approve: bool = True
     # TikTok has been seen answering invalid_client with HTTP 200 and an error body.
     invalid_client_http_status: int = 200
+    webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
 
 
 class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -56,13 +154,12 @@ class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rate_limit_per_minute: PositiveInt | msgspec.UnsetType | None = msgspec.UNSET
     auto_approve: bool | msgspec.UnsetType = msgspec.UNSET
     invalid_client_http_status: HttpStatus | msgspec.UnsetType = msgspec.UNSET
+    webhooks: WebhookSettingsPatch | msgspec.UnsetType = msgspec.UNSET
 
     def apply(self, settings: LiveSettings) -> LiveSettings:
-        changes = {
-            name: getattr(self, name)
-            for name in self.__struct_fields__
-            if getattr(self, name) is not msgspec.UNSET
-        }
+        changes = _set_fields(self)
+        if isinstance(self.webhooks, WebhookSettingsPatch):
+            changes["webhooks"] = self.webhooks.apply(settings.webhooks)
         return msgspec.structs.replace(settings, **changes)
 
 
@@ -77,6 +174,7 @@ class SandboxConfig(msgspec.Struct, kw_only=True):
     rate_limit_per_minute: int | None = 600
     auto_approve: bool = True
     invalid_client_http_status: int = 200
+    webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
 
     def live_settings(self) -> LiveSettings:
         return LiveSettings(
@@ -86,6 +184,7 @@ class SandboxConfig(msgspec.Struct, kw_only=True):
             rate_limit_per_minute=self.rate_limit_per_minute,
             auto_approve=self.auto_approve,
             invalid_client_http_status=self.invalid_client_http_status,
+            webhooks=self.webhooks,
         )
 
     def validate(self) -> None:
@@ -98,6 +197,7 @@ class SandboxConfig(msgspec.Struct, kw_only=True):
             problems.append("rate_limit_per_minute must be at least 1 (or None for no limit)")
         if not 200 <= self.invalid_client_http_status <= 599:
             problems.append("invalid_client_http_status must be an HTTP status (200-599)")
+        problems.extend(self.webhooks.problems())
         keys = [app.client_key for app in self.apps]
         if len(keys) != len(set(keys)):
             problems.append("two apps share a client_key")

@@ -1,7 +1,8 @@
-"""The outbox of webhook events the sandbox would send (e.g. `authorization.removed`).
+"""The outbox of webhook events the sandbox raises (e.g. `authorization.removed`).
 
-Nothing delivers them yet. A later webhook sender subscribes here, signs each event with
-the app's client_secret (contract §1.4) and POSTs it to the app's callback URL.
+Every event is kept here (`GET /sandbox/events`); the state's delivery log subscribes and
+turns each event of an app with a callback URL into a delivery, which the webhook sender
+(`sandbox.webhooks`) signs with the app's client_secret (contract §1.4) and POSTs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sandbox.models import SandboxEvent
 REASON_USER_DISCONNECTED = 1
 REASON_DEVELOPER_REVOKED = 5
 
-Listener = Callable[[SandboxEvent], None]
+Listener = Callable[[SandboxEvent], object]  # what it returns is ignored
 
 
 class Outbox:
@@ -38,18 +39,28 @@ class Outbox:
             self._listeners.append(listener)
 
     def emit(
-        self, *, client_key: str, event: str, open_id: str, content: dict[str, Any], now: float
+        self,
+        *,
+        client_key: str,
+        event: str,
+        open_id: str | None,
+        content: dict[str, Any] | str,
+        now: float,
+        create_time: int | None = None,
     ) -> SandboxEvent:
+        """Record an event and tell the listeners; a str `content` is sent as it is."""
         with self._lock:
             self._seq += 1
             record = SandboxEvent(
                 seq=self._seq,
                 client_key=client_key,
                 event=event,
-                create_time=int(now),
+                create_time=int(now) if create_time is None else create_time,
                 user_openid=open_id,
                 # TikTok sends `content` as a string holding serialized JSON.
-                content=msgspec.json.encode(content).decode(),
+                content=content
+                if isinstance(content, str)
+                else msgspec.json.encode(content).decode(),
             )
             self._events.append(record)
             listeners = list(self._listeners)

@@ -117,14 +117,16 @@ class CallRecord(msgspec.Struct, kw_only=True):
 
 
 class SandboxEvent(msgspec.Struct, kw_only=True):
-    """A webhook the sandbox would send, in TikTok's envelope (contract §1.2).
+    """A webhook event the sandbox raised, in TikTok's envelope (contract §1.2).
 
-    Nothing sends these yet; a later webhook sender signs and POSTs them.
+    `user_openid` None leaves the field out of the envelope (as in TikTok's
+    `portability.download.ready` example). The webhook sender signs and POSTs it to the
+    app's callback URL, if the app has one.
     """
 
     seq: int
     client_key: str
     event: str
     create_time: int
-    user_openid: str
+    user_openid: str | None
     content: str

@@ -107,9 +107,9 @@ async def revoke(request: Request, ctx: CallContext) -> Response:
     except OAuthError as exc:
         return _render_error(ctx, exc)
     ctx.open_id = open_id
-    if open_id is not None and revoked:
-        # Whether TikTok sends this webhook for a developer revoke is UNCONFIRMED (§2.5);
-        # it is queued so a later sender can make that configurable.
+    if open_id is not None and revoked and state.settings.webhooks.revoke_sends_event:
+        # Whether TikTok sends this webhook for a developer revoke is UNCONFIRMED (§2.5),
+        # hence the setting; the outbox hands it to the webhook sender.
         state.outbox.emit(
             client_key=client_key,
             event="authorization.removed",

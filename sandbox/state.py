@@ -17,6 +17,7 @@ from starlette.requests import Request
 from sandbox.calls import CallContext, CallLog
 from sandbox.clock import SandboxClock
 from sandbox.config import AppConfig, LiveSettings, SandboxConfig, SettingsPatch
+from sandbox.delivery_log import DeliveryLog
 from sandbox.events import Outbox
 from sandbox.faults import FaultBook
 from sandbox.grants import TokenStore
@@ -27,7 +28,14 @@ from sandbox.users import UserDirectory
 
 
 class SandboxState:
-    def __init__(self, config: SandboxConfig, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        clock: Callable[[], float] | None = None,
+        webhook_clock: Callable[[], float] | None = None,
+    ) -> None:
+        """`clock` is the sandbox's time (tokens, codes, `create_time`); `webhook_clock`
+        (default `time.time`) the wall clock webhooks are signed and logged with."""
         config.validate()
         self.config = config
         self.clock = SandboxClock(clock)
@@ -37,6 +45,8 @@ class SandboxState:
         self.faults = FaultBook()
         self.limiter = SlidingWindowLimiter()
         self.outbox = Outbox()
+        self.deliveries = DeliveryLog(webhook_clock)
+        self.outbox.subscribe(self._queue_delivery)
         self._lock = threading.Lock()
         self._apps: dict[str, AppConfig] = {}
         self._settings = config.live_settings()
@@ -58,6 +68,7 @@ class SandboxState:
         self.faults.clear()
         self.limiter.clear()
         self.outbox.clear()
+        self.deliveries.clear()
         self.clock.reset()
 
     def now(self) -> float:
@@ -91,6 +102,19 @@ class SandboxState:
             self._apps[app.client_key] = app
             return True
 
+    def set_callback_url(self, client_key: str, url: str | None) -> AppConfig | None:
+        """Change where the app's webhooks go (None: nowhere); None if there is no such app.
+
+        Retries of pending deliveries go to the new URL, as each attempt reads it anew.
+        """
+        with self._lock:
+            app = self._apps.get(client_key)
+            if app is None:
+                return None
+            app = msgspec.structs.replace(app, callback_url=url)
+            self._apps[client_key] = app
+            return app
+
     def authenticate(self, client_key: str, client_secret: str) -> bool:
         app = self.app(client_key)
         return app is not None and hmac.compare_digest(
@@ -102,6 +126,12 @@ class SandboxState:
     def begin_call(self, endpoint: str, method: str) -> CallContext:
         now = self.now()
         return CallContext(endpoint=endpoint, method=method, time=now, log_id=new_log_id(now))
+
+    def _queue_delivery(self, event: SandboxEvent) -> None:
+        """Outbox listener: an app with a callback URL gets the event as a webhook."""
+        app = self.app(event.client_key)
+        if app is not None and app.callback_url is not None:
+            self.deliveries.add_event(event)
 
     def deauthorize(self, open_id: str, client_key: str | None, reason: int) -> list[SandboxEvent]:
         """Revoke the user's grants and queue one `authorization.removed` per app."""

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from receiver.testing.servers import serve_in_thread
 from sandbox import create_app
 from tests.sandbox.harness import START, FakeClock, SandboxClient, make_config
-from receiver.testing.servers import serve_in_thread
 
 
 @pytest.fixture(scope="session")

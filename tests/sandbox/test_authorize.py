@@ -9,6 +9,7 @@ from base64 import urlsafe_b64encode
 import httpx
 import pytest
 
+from receiver.testing.servers import serve_in_thread
 from sandbox import SandboxConfig, create_app
 from tests.sandbox.harness import (
     ALICE,
@@ -19,7 +20,6 @@ from tests.sandbox.harness import (
     make_config,
     query_of,
 )
-from receiver.testing.servers import serve_in_thread
 
 
 def assert_error_page(response: httpx.Response, error: str, fragment: str = "") -> None:
