@@ -30,7 +30,8 @@ async def purge_user(event: WebhookEvent, ctx: HandlerContext) -> dict[str, Any]
     if not open_id:
         return {"skipped": "no user_openid"}
     connected = await users.connected_at(ctx.redis, envelope.client_key, open_id)
-    if connected is not None and envelope.create_time < connected:
+    # TikTok times events in whole seconds: only a removal from an earlier second is stale.
+    if connected is not None and envelope.create_time < int(connected):
         return {"skipped": "removal predates the current connection"}
     vault = ctx.vault(envelope.client_key)
     if vault is not None:
