@@ -1,4 +1,5 @@
-"""The web process: the webhook endpoint, health, readiness and metrics."""
+"""The web process: the webhook endpoint, health, readiness, metrics, and optionally
+the OAuth routes (TIKTOK_REDIRECT_URI set) and the internal API (ADMIN_TOKEN set)."""
 
 from __future__ import annotations
 
@@ -16,24 +17,38 @@ from starlette.types import Receive, Scope, Send
 
 from receiver import webhook
 from receiver.enqueue import EventQueue
+from receiver.internal_api import InternalApi
+from receiver.oauth_routes import OAuthRoutes
 from receiver.redis_conn import create_redis
 from receiver.settings import Settings
+from receiver.token_services import (
+    TokenServices,
+    check_web_features,
+    internal_api_enabled,
+    oauth_enabled,
+)
 
 
 class ReceiverApp:
     """Routes the callback path straight to the webhook endpoint, the rest to Starlette."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        # Refuse to start half-configured (raises ConfigError saying what to set).
+        check_web_features(settings)
         self.settings = settings
         self.webhook = webhook.WebhookEndpoint(settings, clock=clock)
-        self.starlette = Starlette(
-            routes=[
-                Route("/healthz", self.healthz),
-                Route("/readyz", self.readyz),
-                Route("/metrics", self.metrics),
-            ],
-            lifespan=self.lifespan,
-        )
+        routes = [
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+        ]
+        # Off unless configured: their paths are then plain 404s.
+        self.oauth = OAuthRoutes(settings) if oauth_enabled(settings) else None
+        self.internal_api = InternalApi(settings) if internal_api_enabled(settings) else None
+        for feature in (self.oauth, self.internal_api):
+            if feature is not None:
+                routes.extend(feature.routes())
+        self.starlette = Starlette(routes=routes, lifespan=self.lifespan)
         self.redis = create_redis(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,9 +67,20 @@ class ReceiverApp:
         )
         await queue.load_script()
         self.webhook.queue = queue
+        services = None
+        if self.oauth is not None or self.internal_api is not None:
+            services = TokenServices.open(self.settings, self.redis)
+        for feature in (self.oauth, self.internal_api):
+            if feature is not None:
+                feature.attach(services)
         try:
             yield
         finally:
+            for feature in (self.oauth, self.internal_api):
+                if feature is not None:
+                    feature.attach(None)
+            if services is not None:
+                await services.aclose()
             self.webhook.queue = None
             await queue.aclose()
             await self.redis.aclose()
