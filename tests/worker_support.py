@@ -9,8 +9,8 @@ from handlers.registry import HandlerRegistry
 from handlers.worker import create_worker
 from receiver.app import create_app
 from receiver.settings import Settings
-from receiver.token_crypto import generate_key
 from receiver.testing.asgi import app_client
+from receiver.token_crypto import generate_key
 from tests.factories import make_settings
 
 TEST_ENCRYPTION_KEY = generate_key()

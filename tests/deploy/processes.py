@@ -15,10 +15,10 @@ from typing import Final
 import httpx
 
 from receiver.settings import ENV_NAMES
+from receiver.testing.redis_server import free_port
 from receiver.token_crypto import generate_key
 from tests.deploy.deployfiles import ROOT
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
-from receiver.testing.redis_server import free_port
 
 # The console script the image's ENTRYPOINT names, from this virtualenv.
 ENTRYPOINT: Final = str(Path(sys.executable).with_name("tiktok-webhooks"))

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from receiver.testing.redis_server import free_port
 from tests.deploy.processes import (
     CLEAN_EXITS,
     ENTRYPOINT,
@@ -26,7 +27,6 @@ from tests.deploy.processes import (
     wait_for_exit,
 )
 from tests.factories import delivery
-from receiver.testing.redis_server import free_port
 from tests.store import Store
 
 QUEUE = "arq:queue"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 
+from receiver.testing.redis_server import RedisServer, free_port
 from tests.deploy.processes import ENTRYPOINT, answers, running, service_env
 from tests.deploy.test_commands import wait_for_check
 from tests.factories import delivery
-from receiver.testing.redis_server import RedisServer, free_port
 
 
 def test_receiver_answers_503_while_redis_is_gone_and_recovers_without_restart(

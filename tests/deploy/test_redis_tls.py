@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from receiver.testing.redis_server import free_port
 from tests.deploy.processes import ENTRYPOINT, answers, running, service_env
 from tests.deploy.test_commands import run_probe, wait_for_check
 from tests.deploy.tls_redis import TlsRedisServer
 from tests.factories import delivery
-from receiver.testing.redis_server import free_port
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from receiver.testing.redis_server import free_port
 from tests.deploy.processes import (
     CLEAN_EXITS,
     ENTRYPOINT,
@@ -25,7 +26,6 @@ from tests.deploy.processes import (
     wait_for_exit,
 )
 from tests.factories import delivery
-from receiver.testing.redis_server import free_port
 from tests.store import Store
 
 QUEUE = "arq:queue"

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from receiver.testing.redis_server import RedisServer, free_port
 from tests.contract_vector import VECTOR_BODY, VECTOR_HEADER, VECTOR_SECRET, VECTOR_T
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
-from receiver.testing.redis_server import RedisServer, free_port
 
 CLI = [sys.executable, "-m", "receiver.cli"]
 

@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 from receiver.app import create_app
 from receiver.jobs import PROCESS_EVENT, job_deserializer, job_serializer
 from receiver.testing.asgi import app_client
-from tests.factories import delivery, make_settings
 from receiver.testing.redis_server import RedisServer
+from tests.factories import delivery, make_settings
 from tests.store import Store
 
 URL = "/webhooks/tiktok"

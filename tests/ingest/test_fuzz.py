@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from receiver.app import create_app
 from receiver.delivery import build_body, signed_headers
-from tests.factories import CLIENT_KEY, CLIENT_SECRET, make_settings
 from receiver.testing.servers import serve_in_thread
+from tests.factories import CLIENT_KEY, CLIENT_SECRET, make_settings
 
 ALLOWED = {200, 400, 401, 413}
 

@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from receiver.settings import Settings
+from receiver.testing.servers import serve_in_thread
 from receiver.tiktok_api import TikTokClient, TokenGrant
 from receiver.token_crypto import TokenCipher
 from receiver.vault import TokenVault
 from sandbox.app import create_app
 from sandbox.config import AppConfig, SandboxConfig
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
-from receiver.testing.servers import serve_in_thread
 
 REDIRECT_URI = "https://receiver.example/oauth/tiktok/callback"
 

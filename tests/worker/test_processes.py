@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery
 from receiver.testing.redis_server import free_port
+from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery
 from tests.store import Store
 from tests.worker_support import TEST_ENCRYPTION_KEY, deliver, worker_settings
 
