@@ -207,18 +207,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     data_dir / "redis.log",
                 )
             )  # fmt: skip
-        service_env = (
-            env
-            | creds
-            | {
-                "REDIS_URL": redis_url,
-                "TIKTOK_WEBHOOKS_ENV": "development",
-                "TIKTOK_REDIRECT_URI": redirect_uri,
-                "TIKTOK_API_BASE_URL": sandbox,
-                "TIKTOK_AUTH_URL": f"{sandbox}/v2/auth/authorize/",
-                "TIKTOK_SCOPES": args.scopes,
-            }
-        )
+        wiring = {
+            "REDIS_URL": redis_url,
+            "TIKTOK_WEBHOOKS_ENV": "development",
+            "TIKTOK_REDIRECT_URI": redirect_uri,
+            "TIKTOK_API_BASE_URL": sandbox,
+            "TIKTOK_AUTH_URL": f"{sandbox}/v2/auth/authorize/",
+            "TIKTOK_SCOPES": args.scopes,
+        }
+        # So `tiktok-webhooks status|tokens|dlq ...` in another shell reach this stack.
+        (data_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in wiring.items()))
+        service_env = env | creds | wiring
         supervisor.start(
             Child(
                 "sandbox",
@@ -281,8 +280,10 @@ tiktok-webhooks dev stack is up (Ctrl-C stops everything)
   internal API      {base}/internal/users/<open_id>  (Authorization: Bearer $ADMIN_TOKEN)
   data and logs     {data_dir}
 
+in another shell, to use the CLI against this stack:
+  set -a; . {env_file}; . {data_dir / "stack.env"}; set +a
+
 send a signed test event:
-  set -a; . {env_file}; set +a
   tiktok-webhooks send {base}/webhooks/tiktok --event video.publish.completed --open-id <open_id>
 
 have the sandbox send one, like TikTok would:
