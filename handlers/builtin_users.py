@@ -52,12 +52,24 @@ async def purge_user(event: WebhookEvent, ctx: HandlerContext) -> dict[str, Any]
 
 @registry.on_any(name="builtin.refresh_profile_on_event")
 async def refresh_profile_on_event(event: WebhookEvent, ctx: HandlerContext) -> bool:
-    """An event that names a connected user re-fetches their profile (debounced)."""
+    """An event that names a connected user re-fetches their profile (debounced).
+
+    The debounce mark is taken first: for the many events of a busy user that is the
+    only Redis call. It is taken for users who are not connected too, which only means
+    they are looked up at most once per interval.
+    """
     envelope = event.envelope
     if envelope.event == "authorization.removed" or not envelope.user_openid:
         return False
     vault = ctx.vault(envelope.client_key)
     if vault is None:
+        return False
+    if not await users.take_debounce(
+        ctx.redis,
+        envelope.client_key,
+        envelope.user_openid,
+        ctx.settings.profile_fetch_debounce_seconds,
+    ):
         return False
     record = await vault.get(envelope.user_openid)
     if record is None or record.status != TokenStatus.ACTIVE:
@@ -68,7 +80,6 @@ async def refresh_profile_on_event(event: WebhookEvent, ctx: HandlerContext) -> 
         envelope.user_openid,
         reason=f"event:{envelope.event}"[:80],
         queue_name=ctx.settings.queue_name,
-        debounce_seconds=ctx.settings.profile_fetch_debounce_seconds,
     )
 
 

@@ -59,7 +59,7 @@ async def guarded(
         async with asyncio.timeout(settings.worker_job_timeout_seconds):
             result = await run()
     except Exception as exc:
-        metrics.JOB_DURATION.labels(function).observe(time.perf_counter() - started)
+        metrics.observe_duration(function, time.perf_counter() - started)
         kind = classify(exc)
         if kind == "transient" and job_try < settings.worker_max_tries:
             delay = backoff_seconds(
@@ -72,11 +72,11 @@ async def guarded(
                 "%s (%s) try %d failed, retrying in %.1fs: %s",
                 function, event, job_try, delay, _describe(exc),
             )  # fmt: skip
-            metrics.JOBS.labels(function, event, "retry").inc()
+            metrics.count_job(function, event, "retry")
             raise Retry(defer=delay) from exc
         if kind in ("reauth", "gone"):
             logger.info("%s (%s) stopped: %s", function, event, _describe(exc))
-            metrics.JOBS.labels(function, event, "failed" if kind == "reauth" else "ok").inc()
+            metrics.count_job(function, event, "failed" if kind == "reauth" else "ok")
             return {"stopped": kind}
         if kind == "permanent":
             logger.error(
@@ -94,11 +94,11 @@ async def guarded(
         logger.error(
             "%s (%s) dead-lettered as %s after %d tries", function, event, letter.id, job_try
         )
-        metrics.JOBS.labels(function, event, "dead_lettered").inc()
+        metrics.count_job(function, event, "dead_lettered")
         metrics.DEAD_LETTER_SIZE.set(await state.dead_letters.size())
         return {"dead_lettered": letter.id}
-    metrics.JOB_DURATION.labels(function).observe(time.perf_counter() - started)
-    metrics.JOBS.labels(function, event, "ok").inc()
+    metrics.observe_duration(function, time.perf_counter() - started)
+    metrics.count_job(function, event, "ok")
     return result
 
 
@@ -124,38 +124,46 @@ async def process_event(ctx: dict[str, Any], body: bytes) -> Any:
 async def run_handlers(ctx: dict[str, Any], event: WebhookEvent) -> dict[str, Any]:
     """Run every handler of the event; raise the first failure after all had their turn.
 
-    With several handlers, each success is remembered (for the dedupe horizon) so a
-    retry runs only the handlers that have not succeeded yet.
+    When one of several handlers fails, the ones that succeeded are remembered (for the
+    dedupe horizon) and skipped when the job runs again (a retry or a dead-letter
+    replay). A first run that succeeds reads and writes nothing extra: that is most jobs.
+    A worker killed between handlers re-runs them all, so handlers are idempotent.
     """
     state: WorkerState = ctx["state"]
     handlers = state.registry.handlers_for(event.name)
-    hctx = HandlerContext(
-        state=state, job_id=ctx.get("job_id"), job_try=int(ctx.get("job_try") or 1)
-    )
-    remember = len(handlers) > 1
-    ttl = state.settings.webhook_dedupe_ttl_seconds
+    job_id: str | None = ctx.get("job_id")
+    job_try = int(ctx.get("job_try") or 1)
+    hctx = HandlerContext(state=state, job_id=job_id, job_try=job_try)
+    several = len(handlers) > 1
+    markers = [f"{keys.HANDLED_PREFIX}{event.dedupe_key}:{h.name}" for h in handlers]
+    done: list[bool] = [False] * len(handlers)
+    if several and (job_try > 1 or (job_id or "").startswith("replay-")):
+        done = [value is not None for value in await state.redis.mget(markers)]
     results: dict[str, Any] = {}
     failure: Exception | None = None
-    for handler in handlers:
-        marker = f"{keys.HANDLED_PREFIX}{event.dedupe_key}:{handler.name}"
-        if remember and await state.redis.exists(marker):
+    succeeded: list[str] = []
+    for handler, marker, skip in zip(handlers, markers, done, strict=True):
+        if skip:
             continue
         try:
             results[handler.name] = await handler.func(event, hctx)
         except Exception as exc:
             _record(
-                state,
-                HandlerOutcome(hctx.job_id, event.name, handler.name, False, error=_describe(exc)),
+                state, HandlerOutcome(job_id, event.name, handler.name, False, error=_describe(exc))
             )
             failure = failure or exc
             continue
         _record(
-            state,
-            HandlerOutcome(hctx.job_id, event.name, handler.name, True, results[handler.name]),
+            state, HandlerOutcome(job_id, event.name, handler.name, True, results[handler.name])
         )
-        if remember:
-            await state.redis.set(marker, b"1", ex=ttl)
+        succeeded.append(marker)
     if failure is not None:
+        if several and succeeded:
+            ttl = state.settings.webhook_dedupe_ttl_seconds
+            async with state.redis.pipeline(transaction=False) as pipe:
+                for marker in succeeded:
+                    pipe.set(marker, b"1", ex=ttl)
+                await pipe.execute()
         raise failure
     return results
 

@@ -52,3 +52,21 @@ RATE_LIMITER_WAIT_SECONDS = Histogram(
     ["endpoint"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
 )
+
+_job_children: dict[tuple[str, str, str], Counter] = {}
+_duration_children: dict[str, Histogram] = {}
+
+
+def count_job(function: str, event: str, outcome: str) -> None:
+    """`JOBS` with its labelled child cached (a `.labels()` lookup per job adds up)."""
+    child = _job_children.get((function, event, outcome))
+    if child is None:
+        child = _job_children[(function, event, outcome)] = JOBS.labels(function, event, outcome)
+    child.inc()
+
+
+def observe_duration(function: str, seconds: float) -> None:
+    child = _duration_children.get(function)
+    if child is None:
+        child = _duration_children[function] = JOB_DURATION.labels(function)
+    child.observe(seconds)

@@ -23,7 +23,8 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from receiver import keys, metrics
 from receiver.jobs import PROCESS_EVENT, encode_job
@@ -49,6 +50,7 @@ return out
 SCRIPT_SHA: Final = hashlib.sha1(ENQUEUE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 # Keeps one script call short, so Redis never blocks other clients for long.
 MAX_EVENTS_PER_CALL: Final = 256
+_DRAIN_ABOVE: Final = 256 * 1024
 
 
 class QueueUnavailable(Exception):
@@ -73,6 +75,8 @@ class EventQueue:
     ) -> None:
         self._redis = redis
         self._pool = redis.connection_pool
+        self._idle: list[Any] = []
+        self._timeout = redis.connection_pool.connection_kwargs.get("socket_timeout") or 5.0
         self._function = function
         self._queue_key = _bulk(queue_name.encode())
         self._fixed_args = _bulk(str(dedupe_ttl_seconds).encode()) + _bulk(
@@ -165,12 +169,36 @@ class EventQueue:
             return await self._roundtrip(command)
 
     async def _roundtrip(self, command: bytes) -> Any:
-        connection = await self._pool.get_connection()
+        # Connections are kept here between batches instead of going back to the pool:
+        # the pool's checks on every checkout, and redis-py's per-call timeout wrappers,
+        # each cost an event-loop turn, which under load is a millisecond per batch.
+        connection = self._idle.pop() if self._idle else await self._pool.get_connection()
         try:
-            await connection.send_packed_command(command, check_health=False)
-            return await connection.read_response()
-        finally:
+            async with asyncio.timeout(self._timeout):
+                writer = connection._writer
+                if writer is None:
+                    await connection.connect()
+                    writer = connection._writer
+                assert writer is not None
+                writer.write(command)
+                if writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                    await writer.drain()
+                reply = await connection._parser.read_response()
+        except BaseException as exc:
+            await connection.disconnect(nowait=True)
             await self._pool.release(connection)
+            if isinstance(exc, TimeoutError):
+                raise RedisTimeoutError("Redis did not answer in time") from None
+            if isinstance(exc, OSError):
+                raise RedisConnectionError(f"lost the connection to Redis: {exc}") from None
+            raise
+        if isinstance(reply, ResponseError):
+            # E.g. READONLY from a primary demoted by a failover: start afresh next time.
+            await connection.disconnect(nowait=True)
+            await self._pool.release(connection)
+            raise reply
+        self._idle.append(connection)
+        return reply
 
     async def aclose(self) -> None:
         """Send what is pending and wait for it, so shutdown drops no confirmed write."""
@@ -179,3 +207,5 @@ class EventQueue:
         while pending := self._tasks - waited:
             await asyncio.gather(*pending, return_exceptions=True)
             waited |= pending
+        while self._idle:
+            await self._pool.release(self._idle.pop())

@@ -72,7 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_retry_base_seconds: float = 2.0
     worker_retry_max_seconds: float = 600.0
     worker_max_jobs: int = 50
-    worker_poll_delay_seconds: float = 0.05
+    worker_poll_delay_seconds: float = 0.02
     worker_job_timeout_seconds: int = 60
     worker_shutdown_wait_seconds: int = 20
     worker_handler_modules: tuple[str, ...] = ()

@@ -109,6 +109,16 @@ async def get_removal(redis: aioredis.Redis, client_key: str, open_id: str) -> R
     return None if raw is None else _removal_decoder.decode(raw)
 
 
+async def take_debounce(redis: aioredis.Redis, client_key: str, open_id: str, seconds: int) -> bool:
+    """True at most once per `seconds` per user (always True when `seconds` is 0)."""
+    if seconds <= 0:
+        return True
+    fresh = await redis.set(
+        keys.PROFILE_DEBOUNCE_PREFIX + _name(client_key, open_id), b"1", nx=True, ex=seconds
+    )
+    return bool(fresh)
+
+
 async def enqueue_profile_fetch(
     redis: ArqRedis,
     client_key: str,
@@ -120,12 +130,8 @@ async def enqueue_profile_fetch(
 ) -> bool:
     """Ask the worker to re-fetch the profile; at most once per `debounce_seconds`."""
     name = _name(client_key, open_id)
-    if debounce_seconds > 0:
-        fresh = await redis.set(
-            keys.PROFILE_DEBOUNCE_PREFIX + name, b"1", nx=True, ex=debounce_seconds
-        )
-        if not fresh:
-            return False
+    if not await take_debounce(redis, client_key, open_id, debounce_seconds):
+        return False
     job = await redis.enqueue_job(
         FETCH_PROFILE,
         client_key,
