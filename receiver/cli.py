@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -40,8 +41,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "[[apps]] to the --config file"
             ]
         )
+    app = create_app(settings)
+    # Everything imported and built so far lives as long as the process: keep it out of
+    # the collector's way, and collect young objects less often. Both cut the pauses
+    # that show up as the slowest deliveries under load.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         loop="uvloop",
