@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from receiver import webhook
+from receiver.capture import CaptureConfig, capturing
 from receiver.enqueue import EventQueue
 from receiver.internal_api import InternalApi
 from receiver.oauth_routes import OAuthRoutes
@@ -36,6 +37,11 @@ class ReceiverApp:
         # Refuse to start half-configured (raises ConfigError saying what to set).
         check_web_features(settings)
         self.settings = settings
+        self.capture_config = CaptureConfig(
+            enabled=settings.webhook_capture,
+            max_entries=settings.webhook_capture_max_entries,
+            max_age_seconds=settings.webhook_capture_max_age_seconds,
+        )
         self.webhook = webhook.WebhookEndpoint(settings, clock=clock)
         routes = [
             Route("/healthz", self.healthz),
@@ -74,7 +80,8 @@ class ReceiverApp:
             if feature is not None:
                 feature.attach(services)
         try:
-            yield
+            async with capturing(self.webhook, self.redis, self.capture_config):
+                yield
         finally:
             for feature in (self.oauth, self.internal_api):
                 if feature is not None:

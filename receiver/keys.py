@@ -36,3 +36,4 @@ DEAD_LETTER_HASH: Final = "tiktok:dlq"
 DEAD_LETTER_INDEX: Final = "tiktok:dlq:index"
 # Outbound rate-limiter windows per TikTok endpoint.
 RATE_LIMIT_PREFIX: Final = "tiktok:ratelimit:"
+CAPTURE_STREAM: Final = "tiktok:capture"  # opt-in capture of verified deliveries (a stream)

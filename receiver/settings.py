@@ -53,6 +53,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_max_body_bytes: int = 1024 * 1024
     webhook_dedupe_ttl_seconds: int = 4 * 24 * 3600
     webhook_retry_after_seconds: int = 5
+    webhook_capture: bool = False
+    webhook_capture_max_entries: int = 10_000
+    webhook_capture_max_age_seconds: int = 7 * 24 * 3600
     queue_name: str = "arq:queue"
     job_expires_seconds: int = 7 * 24 * 3600
     environment: str = "production"
@@ -147,6 +150,9 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
     "WEBHOOK_DEDUPE_TTL_SECONDS": "webhook_dedupe_ttl_seconds",
     "WEBHOOK_RETRY_AFTER_SECONDS": "webhook_retry_after_seconds",
+    "WEBHOOK_CAPTURE": "webhook_capture",
+    "WEBHOOK_CAPTURE_MAX_ENTRIES": "webhook_capture_max_entries",
+    "WEBHOOK_CAPTURE_MAX_AGE_SECONDS": "webhook_capture_max_age_seconds",
     "ARQ_QUEUE_NAME": "queue_name",
     "JOB_EXPIRES_SECONDS": "job_expires_seconds",
     "TIKTOK_WEBHOOKS_ENV": "environment",
@@ -331,6 +337,8 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         ("TIKTOK_RATE_LIMIT_PER_MINUTE", settings.tiktok_rate_limit_per_minute, 1),
         ("PROFILE_SWEEP_INTERVAL_MINUTES", settings.profile_sweep_interval_minutes, 0),
         ("TOKEN_REFRESH_MARGIN_SECONDS", settings.token_refresh_margin_seconds, 0),
+        ("WEBHOOK_CAPTURE_MAX_ENTRIES", settings.webhook_capture_max_entries, 1),
+        ("WEBHOOK_CAPTURE_MAX_AGE_SECONDS", settings.webhook_capture_max_age_seconds, 1),
     )
     for env_name, number, low in minimums:
         if number < low:
@@ -371,12 +379,13 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
     for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token"):
         if isinstance(raw.get(field), str) and not raw[field].strip():
             del raw[field]
-    if isinstance(raw.get("tiktok_use_pkce"), str):
-        flag = raw["tiktok_use_pkce"].strip().lower()
-        if flag in ("1", "true", "yes", "on"):
-            raw["tiktok_use_pkce"] = True
-        elif flag in ("0", "false", "no", "off", ""):
-            raw["tiktok_use_pkce"] = False
+    for flag_field in ("tiktok_use_pkce", "webhook_capture"):
+        if isinstance(raw.get(flag_field), str):
+            flag = raw[flag_field].strip().lower()
+            if flag in ("1", "true", "yes", "on"):
+                raw[flag_field] = True
+            elif flag in ("0", "false", "no", "off", ""):
+                raw[flag_field] = False
 
     try:
         settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_dec_hook)

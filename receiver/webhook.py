@@ -52,6 +52,9 @@ class WebhookEndpoint:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.queue: EventQueue | None = None
+        # Opt-in capture (receiver/capture.py): called with (raw body, signature header,
+        # arrival time) for every verified delivery; set by the app's lifespan.
+        self.capture: Callable[[bytes, bytes | None, float], None] | None = None
         self._clock = clock
         self._max_body = settings.webhook_max_body_bytes
         self._tolerance = settings.webhook_tolerance_seconds
@@ -133,6 +136,8 @@ class WebhookEndpoint:
                 raise _Reject(401, "stale_timestamp", str(exc), "stale_timestamp", label) from None
             raise _Reject(401, "invalid_signature", str(exc), "invalid_signature", label) from None
         metrics.SIGNATURE_AGE.observe(max(0.0, now - timestamp))
+        if self.capture is not None:
+            self.capture(raw, signature, now)
 
         if envelope is None:
             raise _Reject(400, "malformed", "body is not a TikTok webhook envelope", "malformed")

@@ -1,46 +1,39 @@
-"""A receiver with capture wired into its lifespan, as `receiver/app.py` is to wire it."""
+"""Receivers with capture on (WEBHOOK_CAPTURE), for the capture and replay tests."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
-from starlette.applications import Starlette
 
 from receiver import keys, webhook
-from receiver.app import ReceiverApp
-from receiver.capture import Capture, CaptureConfig, capturing
+from receiver.app import ReceiverApp, create_app
+from receiver.capture import CaptureConfig
 from receiver.settings import Settings
+from receiver.testing.servers import serve_in_thread
 from tests.store import Store
-from tests.uvicorn_thread import serve_in_thread
 
 
-class CapturingApp(ReceiverApp):
-    """`ReceiverApp` whose lifespan also enters `capturing(...)` (docs/replay.md)."""
-
-    def __init__(self, settings: Settings, capture: CaptureConfig) -> None:
-        super().__init__(settings)
-        self.capture_config = capture
-        self.capture: Capture | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with (
-            super().lifespan(app),
-            capturing(self.webhook, self.redis, self.capture_config) as capture,
-        ):
-            self.capture = capture
-            yield
-            self.capture = None
+def capturing_app(settings: Settings, capture: CaptureConfig) -> ReceiverApp:
+    """The receiver app with `capture` as its WEBHOOK_CAPTURE* settings."""
+    return create_app(
+        msgspec.structs.replace(
+            settings,
+            webhook_capture=capture.enabled,
+            webhook_capture_max_entries=capture.max_entries,
+            webhook_capture_max_age_seconds=capture.max_age_seconds,
+        )
+    )
 
 
 @contextlib.contextmanager
 def running_receiver(settings: Settings, capture: CaptureConfig | None = None) -> Iterator[str]:
     """A real receiver on uvicorn; yields its webhook URL."""
-    app = CapturingApp(settings, capture or CaptureConfig())
+    app = capturing_app(settings, capture or CaptureConfig())
     with serve_in_thread(app) as base:
         yield base + webhook.PATH
 

@@ -9,17 +9,18 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from receiver import capture as capture_module
 from receiver import keys
 from receiver.capture import Capture, CaptureConfig
 from receiver.delivery import signed_headers
 from receiver.settings import ConfigError
-from tests.asgi import app_client
+from receiver.testing.asgi import app_client
+from receiver.testing.redis_server import free_port
 from tests.factories import CLIENT_SECRET, delivery, make_settings
-from tests.redis_server import free_port
 from tests.replay.conftest import (
-    CapturingApp,
     captured,
     captures_counted,
+    capturing_app,
     running_receiver,
     wait_until,
 )
@@ -148,7 +149,7 @@ async def test_a_failing_capture_never_fails_a_delivery(
     redis_url: str, redis_client: aioredis.Redis
 ) -> None:
     await redis_client.set(keys.CAPTURE_STREAM, "not a stream")  # every XADD: WRONGTYPE
-    app = CapturingApp(make_settings(redis_url), ON)
+    app = capturing_app(make_settings(redis_url), ON)
     failed, ok = captures_counted("failed"), captures_counted("ok")
     async with app_client(app) as client:
         for n in range(3):
@@ -182,6 +183,40 @@ async def test_the_buffer_is_bounded(redis_url: str, redis_client: aioredis.Redi
     assert captures_counted("failed") == failed + 3
     assert captures_counted("ok") == ok + 3
     assert await redis_client.xlen(keys.CAPTURE_STREAM) == 3
+
+
+async def test_the_buffer_is_bounded_in_bytes_too(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    capture = Capture(redis_client, ON, max_pending_bytes=2500)
+    failed = captures_counted("failed")
+    for _ in range(3):
+        capture.record(b"x" * 1000, None, time.time())
+    await capture.aclose()
+    assert captures_counted("failed") == failed + 1
+    assert await redis_client.xlen(keys.CAPTURE_STREAM) == 2
+
+
+async def test_large_batches_are_split_by_count_and_bytes(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture_module, "MAX_BYTES_PER_CALL", 2500)
+    calls: list[int] = []
+    capture = Capture(redis_client, ON)
+    roundtrip = capture._roundtrip
+
+    async def counting(chunk: list[tuple[bytes, bytes | None, float]]) -> object:
+        calls.append(len(chunk))
+        return await roundtrip(chunk)
+
+    monkeypatch.setattr(capture, "_roundtrip", counting)
+    for _ in range(5):
+        capture.record(b"x" * 1000, None, time.time())  # 2.5 KB per call: 2 + 2 + 1 + ...
+    for _ in range(300):
+        capture.record(b"y", None, time.time())  # ... 255, then 45: 256 entries per call
+    await capture.aclose()
+    assert calls == [2, 2, 256, 45]
+    assert await redis_client.xlen(keys.CAPTURE_STREAM) == 305
 
 
 async def test_deliveries_arriving_together_share_one_round_trip(

@@ -17,8 +17,8 @@ from receiver.capture import CaptureConfig
 from receiver.cli import main
 from receiver.events import KNOWN_EVENTS
 from receiver.replay import encode_line
+from receiver.testing.redis_server import free_port
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery, make_settings
-from tests.redis_server import free_port
 from tests.replay.conftest import captured, running_receiver, wait_until
 from tests.store import Store
 
