@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from handlers.context import HandlerOutcome
 from handlers.registry import HandlerRegistry
-from handlers.worker import create_worker
 from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.testing.asgi import app_client
+from receiver.testing.tester import drain_worker
 from receiver.token_crypto import generate_key
 from tests.factories import make_settings
 
@@ -39,17 +39,4 @@ async def drain(
     settings: Settings, handler_registry: HandlerRegistry | None = None
 ) -> list[HandlerOutcome]:
     """Run a real arq worker in burst mode until the queue is empty; return what ran."""
-    recorder: list[HandlerOutcome] = []
-    worker = create_worker(
-        settings,
-        handler_registry=handler_registry,
-        burst=True,
-        handle_signals=False,
-        recorder=recorder,
-        with_crons=False,
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-    return recorder
+    return await drain_worker(settings, handler_registry)

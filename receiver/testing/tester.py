@@ -71,20 +71,7 @@ class WebhookTester:
 
     async def drain(self, registry: HandlerRegistry | None = None) -> Outcomes:
         """Run a real arq worker in burst mode until the queue is empty."""
-        recorder: list[HandlerOutcome] = []
-        worker = create_worker(
-            self.settings,
-            handler_registry=registry,
-            burst=True,
-            handle_signals=False,
-            recorder=recorder,
-            with_crons=False,
-        )
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
-        return Outcomes(tuple(recorder))
+        return Outcomes(tuple(await drain_worker(self.settings, registry)))
 
     async def deliver(
         self,
@@ -99,6 +86,26 @@ class WebhookTester:
                     f"the receiver answered {response.status_code}: {response.text}"
                 )
         return await self.drain(registry)
+
+
+async def drain_worker(
+    settings: Settings, registry: HandlerRegistry | None = None
+) -> list[HandlerOutcome]:
+    """Run a real arq worker in burst mode until the queue is empty; what each handler did."""
+    recorder: list[HandlerOutcome] = []
+    worker = create_worker(
+        settings,
+        handler_registry=registry,
+        burst=True,
+        handle_signals=False,
+        recorder=recorder,
+        with_crons=False,
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return recorder
 
 
 def _flatten(items: Sequence[Delivery | Iterable[Delivery]]) -> list[Delivery]:
