@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -37,3 +40,20 @@ def serve_in_thread(app: ASGIApp, *, lifespan: str = "on") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], url: str, *, timeout: float = 20, log: Path | None = None
+) -> None:
+    """Wait until `url` answers 200 (e.g. a started `serve`'s /readyz); fail if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            detail = f": {log.read_text()}" if log is not None and log.exists() else ""
+            raise RuntimeError(f"{url} did not become ready{detail}")
+        time.sleep(0.05)

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from receiver.testing.redis_server import RedisServer, free_port
+from receiver.testing.servers import wait_until_ready
 from tests.contract_vector import VECTOR_BODY, VECTOR_HEADER, VECTOR_SECRET, VECTOR_T
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
 
@@ -63,16 +62,7 @@ def served(redis_server: RedisServer) -> Iterator[tuple[str, dict[str, str]]]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("serve did not start")
-        time.sleep(0.05)
+    wait_until_ready(process, f"{url}/readyz")
     try:
         yield url, env
     finally:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ import redis.asyncio as aioredis
 from receiver.secrets import Secret
 from receiver.settings import ENV_NAMES
 from receiver.testing.redis_server import free_port
+from receiver.testing.servers import wait_until_ready
 from receiver.token_crypto import TokenCipher, generate_key
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
 from tests.oauth.conftest import SandboxInfo
@@ -278,16 +278,7 @@ def served(redis_url: str, sandbox: SandboxInfo, tmp_path: Path) -> Iterator[tup
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{sandbox.dev_port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"serve did not start: {log.read_text()}")
-        time.sleep(0.05)
+    wait_until_ready(process, f"{url}/readyz", log=log)
     try:
         yield url, log
     finally:
