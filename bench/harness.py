@@ -57,7 +57,7 @@ def free_port() -> int:
         return port
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -110,7 +110,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise HarnessError(f"redis-server exited:\n{_tail(log)}")
+                raise HarnessError(f"redis-server exited:\n{tail(log)}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
@@ -159,13 +159,13 @@ class AppProcess:
             if self.process.poll() is not None:
                 raise HarnessError(
                     f"{self.name} exited with {self.process.returncode} while starting:\n"
-                    f"{_tail(self.log_path)}"
+                    f"{tail(self.log_path)}"
                 )
             if self._answers():
                 return time.monotonic() - started
             time.sleep(0.1)
         raise HarnessError(
-            f"{self.name} did not answer within {ready_timeout:.0f}s:\n{_tail(self.log_path)}"
+            f"{self.name} did not answer within {ready_timeout:.0f}s:\n{tail(self.log_path)}"
         )
 
     def _answers(self) -> bool:
@@ -183,8 +183,8 @@ class AppProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def log_tail(self) -> str:
-        return _tail(self.log_path)
+    def logtail(self) -> str:
+        return tail(self.log_path)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -44,6 +44,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from harness import free_port, tail
+
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = BENCH_DIR.parent
 RESULTS_DIR: Final = BENCH_DIR / "results"
@@ -78,21 +80,6 @@ def say(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:]) or "(empty log)"
 
 
 class Processes:
