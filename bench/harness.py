@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 BENCH_DIR = Path(__file__).resolve().parent
 LUA_SCRIPT = BENCH_DIR / "wrk_deliveries.lua"
@@ -30,16 +30,19 @@ class HarnessError(Exception):
     """The benchmark itself could not run (a tool is missing, a process died...)."""
 
 
-def require_tools() -> dict[str, str]:
-    """Paths of wrk, redis-server and taskset, or HarnessError saying how to get them."""
-    hints = {
-        "wrk": "apt-get install -y wrk   (or build https://github.com/wg/wrk)",
-        "redis-server": "apt-get install -y redis-server",
-        "taskset": "apt-get install -y util-linux   (taskset pins processes to cores)",
-    }
+_INSTALL_HINTS: Final = {
+    "wrk": "apt-get install -y wrk   (or build https://github.com/wg/wrk)",
+    "redis-server": "apt-get install -y redis-server",
+    "taskset": "apt-get install -y util-linux   (taskset pins processes to cores)",
+}
+
+
+def require_tools(tools: tuple[str, ...] = ("wrk", "redis-server", "taskset")) -> dict[str, str]:
+    """Paths of `tools`, or HarnessError saying how to get each one that is missing."""
     found: dict[str, str] = {}
     missing: list[str] = []
-    for tool, hint in hints.items():
+    for tool in tools:
+        hint = _INSTALL_HINTS[tool]
         path = shutil.which(tool)
         if path is None:
             missing.append(f"  - `{tool}` is not on PATH: {hint}")

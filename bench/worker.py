@@ -44,7 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-from harness import free_port, tail
+from harness import HarnessError, free_port, require_tools, tail
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = BENCH_DIR.parent
@@ -808,22 +808,6 @@ def latency(
 # --------------------------------------------------------------------------- main
 
 
-def require_tools() -> dict[str, str]:
-    found, missing = {}, []
-    for tool, hint in {
-        "redis-server": "apt-get install -y redis-server",
-        "taskset": "apt-get install -y util-linux",
-    }.items():
-        path = shutil.which(tool)
-        if path is None:
-            missing.append(f"  - `{tool}` is not on PATH: {hint}")
-        else:
-            found[tool] = path
-    if missing:
-        raise BenchError("missing tools:\n" + "\n".join(missing))
-    return found
-
-
 def versions() -> dict[str, str]:
     out = {}
     for name in ("tiktok-webhooks", "arq", "redis", "hiredis", "msgspec", "uvicorn", "httpx"):
@@ -908,7 +892,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from receiver.settings import load_settings
     from receiver.token_crypto import generate_key
 
-    tools = require_tools()
+    try:
+        tools = require_tools(("redis-server", "taskset"))
+    except HarnessError as exc:
+        raise BenchError(str(exc)) from None
     cores = os.sched_getaffinity(0)
     needed = {args.worker_core, args.receiver_core, args.load_core}
     if not needed <= cores:

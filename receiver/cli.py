@@ -16,15 +16,14 @@ import msgspec
 from receiver import __version__
 from receiver.delivery import build_body, signed_headers
 from receiver.examples import EXAMPLE_CONTENT
-from receiver.settings import ConfigError, Settings, load_settings
+from receiver.settings import ConfigError, Settings, load_settings_from_env
 from receiver.signature import signature_header
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    path: Path | None = getattr(args, "config", None)
-    return load_settings(os.environ, path)
+    return load_settings_from_env(getattr(args, "config", None))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from receiver.settings import load_settings
+from receiver.settings import load_settings_from_env
 
 # Bad lines reported one by one before the rest are only counted.
 _MAX_BAD_LINES_SHOWN: Final = 20
@@ -56,7 +56,7 @@ def cmd_capture_export(args: argparse.Namespace) -> int:
     from receiver.capture import export_capture
     from receiver.redis_conn import create_redis
 
-    settings = load_settings(os.environ, args.config)
+    settings = load_settings_from_env(args.config)
     to_stdout = args.file == "-"
     path = Path(args.file)
     partial = path.with_name(path.name + ".partial")

@@ -26,10 +26,9 @@ Action = Callable[["TokenServices", "TokenVault"], Awaitable[int]]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from receiver.settings import ConfigError, load_settings
+    from receiver.settings import ConfigError, load_settings_from_env
 
-    path: Path | None = getattr(args, "config", None)
-    settings = load_settings(os.environ, path)
+    settings = load_settings_from_env(getattr(args, "config", None))
     problems = []
     if not settings.apps:
         problems.append("TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET are required")

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import datetime
 import logging
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -16,12 +15,11 @@ from typing import Any
 import msgspec
 from redis.exceptions import RedisError
 
-from receiver.settings import Settings, load_settings
+from receiver.settings import Settings, load_settings_from_env
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    path: Path | None = getattr(args, "config", None)
-    return load_settings(os.environ, path)
+    return load_settings_from_env(getattr(args, "config", None))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ and several apps are given as ``[[apps]]`` tables with ``client_key`` and
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -397,6 +398,11 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def load_settings_from_env(config_path: Path | None = None) -> Settings:
+    """Settings of this process: its environment, plus the TOML file given with --config."""
+    return load_settings(os.environ, config_path)
 
 
 def _describe_validation_error(exc: msgspec.ValidationError) -> str:
