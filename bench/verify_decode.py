@@ -34,9 +34,9 @@ from typing import Any
 import corpus
 from pydantic import BaseModel
 
-from receiver.events import decode_envelope, decode_event
+from receiver.ingest.events import decode_envelope, decode_event
+from receiver.ingest.signature import verify_signature
 from receiver.secrets import Secret
-from receiver.signature import verify_signature
 
 TOLERANCE = 300
 Case = Callable[[bytes, bytes, float], Any]

@@ -182,9 +182,9 @@ def busy_percent(
 
 def make_deliveries(n: int, tag: str) -> list[tuple[str, bytes, str]]:
     """(user_openid, body, dedupe_key) of `n` distinct deliveries, built like TikTok's."""
-    from receiver.delivery import build_body
-    from receiver.events import decode_body
-    from receiver.examples import EXAMPLE_CONTENT
+    from receiver.ingest.delivery import build_body
+    from receiver.ingest.events import decode_body
+    from receiver.ingest.examples import EXAMPLE_CONTENT
 
     now = int(time.time())
     out = []
@@ -241,7 +241,7 @@ async def enqueue_ours(
     url: str, settings: Any, deliveries: Sequence[tuple[str, bytes, str]]
 ) -> float:
     """The receiver's enqueue path: `EventQueue.enqueue`, many concurrent calls per batch."""
-    from receiver.enqueue import EventQueue
+    from receiver.ingest.enqueue import EventQueue
 
     client = await redis_client(url)
     queue = EventQueue(
@@ -630,7 +630,7 @@ async def send_paced(
 def signed(
     deliveries: Sequence[tuple[str, bytes, str]],
 ) -> list[tuple[str, bytes, dict[str, str]]]:
-    from receiver.delivery import signed_headers
+    from receiver.ingest.delivery import signed_headers
 
     return [(o, body, signed_headers(CLIENT_SECRET, body)) for o, body, _ in deliveries]
 
@@ -890,7 +890,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from receiver.settings import load_settings
-    from receiver.token_crypto import generate_key
+    from receiver.vault.crypto import generate_key
 
     try:
         tools = require_tools(("redis-server", "taskset"))

@@ -17,11 +17,11 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final, cast
 
 from handlers.registry import ANY, UNKNOWN, registry
-from receiver.events import KNOWN_EVENTS
+from receiver.ingest.events import KNOWN_EVENTS
 
 if TYPE_CHECKING:
     from handlers.context import HandlerContext
-    from receiver.events import WebhookEvent
+    from receiver.ingest.events import WebhookEvent
 
 STARTS_KEY: Final = "bench:handler-starts"  # read by bench/worker.py
 NAME: Final = "bench.record_start"

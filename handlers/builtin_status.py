@@ -9,7 +9,7 @@ import msgspec
 from handlers.context import HandlerContext
 from handlers.registry import registry
 from receiver import keys
-from receiver.events import (
+from receiver.ingest.events import (
     PortabilityDownloadReady,
     PostPublishComplete,
     PostPublishFailed,

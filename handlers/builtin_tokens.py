@@ -10,9 +10,9 @@ from handlers import metrics
 from handlers.context import WorkerState
 from handlers.dispatch import NO_EVENT, guarded
 from receiver import users
-from receiver.jobs import REFRESH_TOKEN
-from receiver.tiktok_errors import InvalidGrant, TikTokError
-from receiver.vault import ReauthorizationRequired, TokenNotFound, TokenStatus
+from receiver.ingest.jobs import REFRESH_TOKEN
+from receiver.tiktok.errors import InvalidGrant, TikTokError
+from receiver.vault.vault import ReauthorizationRequired, TokenNotFound, TokenStatus
 
 logger = logging.getLogger("tiktok_webhooks.tokens")
 

@@ -9,11 +9,11 @@ from handlers.context import HandlerContext, WorkerState
 from handlers.dispatch import NO_EVENT, guarded
 from handlers.registry import registry
 from receiver import keys, users
-from receiver.events import AuthorizationRemoved, WebhookEvent
-from receiver.jobs import FETCH_PROFILE
-from receiver.tiktok_api import fields_for_scopes
-from receiver.tiktok_errors import AccessTokenInvalid
-from receiver.vault import TokenNotFound, TokenStatus
+from receiver.ingest.events import AuthorizationRemoved, WebhookEvent
+from receiver.ingest.jobs import FETCH_PROFILE
+from receiver.tiktok.client import fields_for_scopes
+from receiver.tiktok.errors import AccessTokenInvalid
+from receiver.vault.vault import TokenNotFound, TokenStatus
 
 logger = logging.getLogger("tiktok_webhooks.users")
 

@@ -10,8 +10,8 @@ from handlers.deadletter import DeadLetterStore
 from handlers.ratelimit import RateLimiter
 from handlers.registry import HandlerRegistry
 from receiver.settings import Settings
-from receiver.tiktok_api import TikTokClient
-from receiver.vault import TokenVault
+from receiver.tiktok.client import TikTokClient
+from receiver.vault.vault import TokenVault
 
 
 @dataclass(repr=False)

@@ -22,8 +22,8 @@ from handlers import metrics
 from handlers.context import HandlerContext, HandlerOutcome, WorkerState
 from handlers.errors import classify, requested_delay
 from receiver import keys
-from receiver.events import MalformedEvent, WebhookEvent, decode_body, event_label
-from receiver.jobs import PROCESS_EVENT
+from receiver.ingest.events import MalformedEvent, WebhookEvent, decode_body, event_label
+from receiver.ingest.jobs import PROCESS_EVENT
 
 logger = logging.getLogger("tiktok_webhooks.worker")
 

@@ -6,8 +6,8 @@ from typing import Literal
 
 from redis.exceptions import RedisError
 
-from receiver.tiktok_errors import InvalidGrant, RateLimited, TikTokError
-from receiver.vault import ReauthorizationRequired, TokenNotFound, VaultError
+from receiver.tiktok.errors import InvalidGrant, RateLimited, TikTokError
+from receiver.vault.vault import ReauthorizationRequired, TokenNotFound, VaultError
 
 Kind = Literal["transient", "reauth", "gone", "permanent"]
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from receiver.events import KNOWN_EVENTS
+from receiver.ingest.events import KNOWN_EVENTS
 
 if TYPE_CHECKING:
     from handlers.context import HandlerContext
-    from receiver.events import WebhookEvent
+    from receiver.ingest.events import WebhookEvent
 
 HandlerFunc = Callable[["WebhookEvent", "HandlerContext"], Awaitable[Any]]
 UNKNOWN: Final = "*unknown*"

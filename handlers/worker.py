@@ -31,7 +31,7 @@ from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
 from handlers.ratelimit import RateLimiter
 from handlers.registry import HandlerRegistry, registry
-from receiver.jobs import (
+from receiver.ingest.jobs import (
     FETCH_PROFILE,
     PROCESS_EVENT,
     REFRESH_TOKEN,
@@ -40,9 +40,9 @@ from receiver.jobs import (
 )
 from receiver.redis_conn import ClosesSentinels, sentinel_primary
 from receiver.settings import ConfigError, Settings
-from receiver.tiktok_api import TikTokClient
-from receiver.token_crypto import TokenCipher
-from receiver.vault import TokenVault
+from receiver.tiktok.client import TikTokClient
+from receiver.vault.crypto import TokenCipher
+from receiver.vault.vault import TokenVault
 
 logger = logging.getLogger("tiktok_webhooks.worker")
 

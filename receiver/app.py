@@ -15,14 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from receiver import webhook
-from receiver.capture import CaptureConfig, capturing
-from receiver.enqueue import EventQueue
-from receiver.internal_api import InternalApi
-from receiver.oauth_routes import OAuthRoutes
+from receiver.api.routes import InternalApi
+from receiver.ingest import webhook
+from receiver.ingest.capture import CaptureConfig, capturing
+from receiver.ingest.enqueue import EventQueue
+from receiver.oauth.routes import OAuthRoutes
 from receiver.redis_conn import create_redis
 from receiver.settings import Settings
-from receiver.token_services import (
+from receiver.vault.services import (
     TokenServices,
     check_web_features,
     internal_api_enabled,

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
 from receiver import keys
-from receiver.jobs import FETCH_PROFILE
+from receiver.ingest.jobs import FETCH_PROFILE
 
 REMOVAL_MARK_TTL_SECONDS: Final = 30 * 24 * 3600
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from receiver.delivery import build_body, signed_headers
+from receiver.ingest.delivery import build_body, signed_headers
 from receiver.settings import Settings, load_settings
 
 CLIENT_KEY = "test_client_key"

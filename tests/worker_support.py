@@ -10,7 +10,7 @@ from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.testing.asgi import app_client
 from receiver.testing.tester import drain_worker
-from receiver.token_crypto import generate_key
+from receiver.vault.crypto import generate_key
 from tests.factories import make_settings
 
 TEST_ENCRYPTION_KEY = generate_key()

@@ -1,9 +1,9 @@
 """The shipped corpus: one example delivery per event of the contract, unsigned.
 
-`examples.jsonl` is in the JSONL format of `receiver.replay` (see docs/replay.md). The
+`examples.jsonl` is in the JSONL format of `receiver.ingest.replay` (see docs/replay.md). The
 official examples of TikTok's docs are there verbatim, so their `client_key` values are
 TikTok's example keys: re-sign them (and set your own key with
-`receiver.replay.with_client_key`, or `replay --resign --client-key K`) before sending.
+`receiver.ingest.replay.with_client_key`, or `replay --resign --client-key K`) before sending.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
-from receiver.delivery import build_body, signed_headers
-from receiver.examples import EXAMPLE_CONTENT
-from receiver.signature import signature_header
+from receiver.ingest.delivery import build_body, signed_headers
+from receiver.ingest.examples import EXAMPLE_CONTENT
+from receiver.ingest.signature import signature_header
 
 
 class Delivery(msgspec.Struct, frozen=True):

@@ -62,7 +62,7 @@ def tiktok_settings(
     tiktok_app_credentials: tuple[str, str],
 ) -> Settings:
     from receiver.settings import load_settings
-    from receiver.token_crypto import generate_key
+    from receiver.vault.crypto import generate_key
 
     client_key, client_secret = tiktok_app_credentials
     env = {

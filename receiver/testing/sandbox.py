@@ -65,8 +65,8 @@ class SandboxHandle:
 def running_sandbox(
     client_key: str, client_secret: str, *, redirect_uri: str = TEST_REDIRECT_URI
 ) -> Iterator[SandboxHandle]:
-    from sandbox.app import create_app
-    from sandbox.config import AppConfig, SandboxConfig
+    from tiktok_sandbox.app import create_app
+    from tiktok_sandbox.config import AppConfig, SandboxConfig
 
     config = SandboxConfig(
         apps=[

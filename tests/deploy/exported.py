@@ -46,10 +46,10 @@ def metric_modules() -> list[str]:
     """Dotted names of the modules that construct prometheus-client metrics."""
     found = []
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
+        for path in sorted((ROOT / package).rglob("*.py")):
             text = path.read_text(encoding="utf-8")
             if "prometheus_client" in text and _BUILDS_METRICS.search(text):
-                found.append(f"{package}.{path.stem}")
+                found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
     return found
 
 

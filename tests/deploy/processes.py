@@ -16,7 +16,7 @@ import httpx
 
 from receiver.settings import ENV_NAMES
 from receiver.testing.redis_server import free_port
-from receiver.token_crypto import generate_key
+from receiver.vault.crypto import generate_key
 from tests.deploy.deployfiles import ROOT
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
 

@@ -15,7 +15,7 @@ from handlers.registry import registry
 
 if TYPE_CHECKING:
     from handlers.context import HandlerContext
-    from receiver.events import WebhookEvent
+    from receiver.ingest.events import WebhookEvent
 
 # Read by tests/deploy/test_worker_shutdown.py under the same names.
 STARTED: Final = "test:slow-handler:started"

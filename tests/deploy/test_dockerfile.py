@@ -116,7 +116,7 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
         "README.md",
         "receiver/app.py",
         "handlers/worker.py",
-        "sandbox/app.py",
+        "tiktok_sandbox/app.py",
     ):
         assert sent_to_builder(path), path
     for path in (

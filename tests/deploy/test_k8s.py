@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from receiver.cli import build_parser
+from receiver.cli.main import build_parser
+from receiver.ingest.webhook import PATH as WEBHOOK_PATH
 from receiver.settings import ENV_NAMES, Settings
-from receiver.webhook import PATH as WEBHOOK_PATH
 from tests.deploy.deployfiles import (
     K8S,
     PROMETHEUS_CONFIG,

@@ -41,7 +41,7 @@ def _problems(where: str, expr: str) -> list[str]:
 
 def test_the_metrics_modules_are_found() -> None:
     modules = metric_modules()
-    assert {"receiver.metrics", "receiver.api_metrics", "handlers.metrics"} <= set(modules)
+    assert {"receiver.metrics", "receiver.tiktok.metrics", "handlers.metrics"} <= set(modules)
     series = exported_series()
     assert series["tiktok_webhook_deliveries_total"].labels == {"event", "outcome"}
     assert "tiktok_webhook_request_duration_seconds_bucket" in series

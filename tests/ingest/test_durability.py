@@ -9,7 +9,7 @@ from arq.worker import Worker, func
 from prometheus_client import REGISTRY
 
 from receiver.app import create_app
-from receiver.jobs import PROCESS_EVENT, job_deserializer, job_serializer
+from receiver.ingest.jobs import PROCESS_EVENT, job_deserializer, job_serializer
 from receiver.testing.asgi import app_client
 from receiver.testing.redis_server import RedisServer
 from tests.factories import delivery, make_settings

@@ -3,8 +3,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from receiver.delivery import build_body
-from receiver.events import (
+from receiver.ingest.delivery import build_body
+from receiver.ingest.events import (
     KNOWN_EVENTS,
     AuthorizationRemoved,
     MalformedEvent,
@@ -18,7 +18,7 @@ from receiver.events import (
     decode_body,
     event_label,
 )
-from receiver.examples import EXAMPLE_CONTENT
+from receiver.ingest.examples import EXAMPLE_CONTENT
 
 
 def test_every_contract_event_has_an_example_and_decodes() -> None:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver.app import create_app
-from receiver.delivery import build_body, signed_headers
+from receiver.ingest.delivery import build_body, signed_headers
 from receiver.testing.servers import serve_in_thread
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, make_settings
 

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.secrets import Secret
-from receiver.signature import (
+from receiver.ingest.signature import (
     SignatureError,
     compute_signature,
     parse_signature_header,
     signature_header,
     verify_signature,
 )
+from receiver.secrets import Secret
 from tests.contract_vector import VECTOR_BODY, VECTOR_HEADER, VECTOR_S, VECTOR_SECRET, VECTOR_T
 
 SECRETS = (Secret(VECTOR_SECRET),)

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from receiver.app import create_app
-from receiver.delivery import build_body, signed_headers
-from receiver.jobs import PROCESS_EVENT, job_deserializer
+from receiver.ingest.delivery import build_body, signed_headers
+from receiver.ingest.jobs import PROCESS_EVENT, job_deserializer
 from receiver.testing.asgi import app_client
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery, make_settings
 from tests.store import Store

@@ -11,11 +11,11 @@ import pytest
 
 from receiver.testing.redis_server import free_port
 from receiver.testing.servers import serve_in_thread
-from sandbox.app import create_app
-from sandbox.config import AppConfig, SandboxConfig
-from sandbox.models import SandboxUser
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
 from tests.oauth.harness import OTHER_REDIRECT_URI, REDIRECT_URI, USERS
+from tiktok_sandbox.app import create_app
+from tiktok_sandbox.config import AppConfig, SandboxConfig
+from tiktok_sandbox.models import SandboxUser
 
 
 @dataclass(frozen=True)

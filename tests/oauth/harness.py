@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from receiver.app import ReceiverApp, create_app
 from receiver.secrets import Secret
 from receiver.settings import Settings
-from receiver.token_crypto import TokenCipher, generate_key
-from receiver.vault import token_key
+from receiver.vault.crypto import TokenCipher, generate_key
+from receiver.vault.vault import token_key
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, make_settings
 
 RECEIVER: Final = "https://receiver.example"

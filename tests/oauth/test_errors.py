@@ -9,7 +9,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from receiver.testing.redis_server import RedisServer
-from receiver.vault import token_key
+from receiver.vault.vault import token_key
 from tests.factories import CLIENT_KEY
 from tests.oauth.conftest import Tiktok
 from tests.oauth.harness import (

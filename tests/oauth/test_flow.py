@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from receiver import keys, users
-from receiver.jobs import FETCH_PROFILE, job_deserializer
-from receiver.vault import TokenStatus, token_key
+from receiver.ingest.jobs import FETCH_PROFILE, job_deserializer
+from receiver.vault.vault import TokenStatus, token_key
 from tests.factories import CLIENT_KEY
 from tests.oauth.conftest import Tiktok
 from tests.oauth.harness import (

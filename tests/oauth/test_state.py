@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from receiver import keys
 from receiver.app import create_app
-from receiver.vault import token_key
+from receiver.vault.vault import token_key
 from tests.factories import CLIENT_KEY
 from tests.oauth.conftest import Tiktok
 from tests.oauth.harness import RECEIVER, Browser, oauth_settings, running

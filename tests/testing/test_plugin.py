@@ -8,7 +8,7 @@ import pytest
 
 from handlers.context import HandlerContext
 from handlers.registry import registry
-from receiver.events import VideoPublishCompleted, WebhookEvent
+from receiver.ingest.events import VideoPublishCompleted, WebhookEvent
 from receiver.testing import WebhookTester, make_delivery, sign
 from receiver.testing.redis_server import RedisServer
 
@@ -91,7 +91,7 @@ def test_the_plugin_loads_by_entry_point(pytester: pytest.Pytester) -> None:
 async def test_every_contract_event_of_the_corpus_is_handled(
     tiktok_webhooks: WebhookTester,
 ) -> None:
-    from receiver.events import KNOWN_EVENTS
+    from receiver.ingest.events import KNOWN_EVENTS
 
     deliveries = tiktok_webhooks.corpus()
     assert len(deliveries) >= len(KNOWN_EVENTS)

@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from receiver.secrets import Secret
 from receiver.settings import AppCredentials, Settings
 from receiver.testing.redis_server import free_port
-from receiver.tiktok_api import TikTokClient, TokenGrant
-from receiver.token_crypto import TokenCipher, generate_key
-from receiver.vault import TokenVault
+from receiver.tiktok.client import TikTokClient, TokenGrant
+from receiver.vault.crypto import TokenCipher, generate_key
+from receiver.vault.vault import TokenVault
 
 CLIENT_KEY = "awvaulttestkey01"
 CLIENT_SECRET = "vault-test-client-secret-7f3a"

@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from receiver.testing.servers import serve_in_thread
-from receiver.tiktok_api import TikTokClient, TokenGrant
-from sandbox.app import create_app
-from sandbox.config import AppConfig, SandboxConfig
-from sandbox.models import SandboxUser
+from receiver.tiktok.client import TikTokClient, TokenGrant
 from tests.vault.conftest import CLIENT_KEY, CLIENT_SECRET
+from tiktok_sandbox.app import create_app
+from tiktok_sandbox.config import AppConfig, SandboxConfig
+from tiktok_sandbox.models import SandboxUser
 
 REDIRECT_URI = "https://receiver.example/oauth/tiktok/callback"
 USERS = ("alice", "bob")

@@ -6,7 +6,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from receiver.refresh_lock import RedisLock
+from receiver.vault.refresh_lock import RedisLock
 
 
 async def test_one_holder_at_a_time_and_only_the_holder_releases(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from receiver.secrets import Secret
 from receiver.settings import ConfigError
-from receiver.token_crypto import TokenCipher, TokenDecryptError, generate_key
+from receiver.vault.crypto import TokenCipher, TokenDecryptError, generate_key
 
 KEY_A = generate_key()
 KEY_B = generate_key()

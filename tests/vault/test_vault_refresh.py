@@ -17,10 +17,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from receiver.keys import REFRESH_LOCK_PREFIX, TOKEN_PREFIX
 from receiver.secrets import Secret
-from receiver.tiktok_api import TikTokClient, TokenGrant, fields_for_scopes
-from receiver.tiktok_errors import InvalidGrant, TransientError
-from receiver.token_crypto import TokenCipher
-from receiver.vault import (
+from receiver.tiktok.client import TikTokClient, TokenGrant, fields_for_scopes
+from receiver.tiktok.errors import InvalidGrant, TransientError
+from receiver.vault.crypto import TokenCipher
+from receiver.vault.vault import (
     ReauthorizationRequired,
     RefreshTimeout,
     TokenRecord,

@@ -10,12 +10,12 @@ import base64
 import pytest
 import redis.asyncio as aioredis
 
-from receiver.key_rotation import reencrypt_records
 from receiver.keys import PROFILE_PREFIX, TOKEN_EXPIRY_INDEX, TOKEN_PREFIX
 from receiver.secrets import Secret
-from receiver.tiktok_api import TikTokClient
-from receiver.token_crypto import TokenCipher, generate_key
-from receiver.vault import (
+from receiver.tiktok.client import TikTokClient
+from receiver.vault.crypto import TokenCipher, generate_key
+from receiver.vault.rotation import reencrypt_records
+from receiver.vault.vault import (
     CorruptRecord,
     ReauthorizationRequired,
     TokenNotFound,

@@ -1,0 +1,1 @@
+"""The internal API: read users, statuses and tokens behind ADMIN_TOKEN."""

@@ -1,0 +1,1 @@
+"""Login Kit: the OAuth 2.0 authorization-code routes that connect a user."""

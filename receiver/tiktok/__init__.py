@@ -1,0 +1,1 @@
+"""TikTok's v2 API as a client: requests, typed answers and errors, metrics."""

@@ -1,7 +1,0 @@
-"""`python -m sandbox`."""
-
-import sys
-
-from sandbox.cli import main
-
-sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m tiktok_sandbox`."""
+
+import sys
+
+from tiktok_sandbox.cli import main
+
+sys.exit(main())
