@@ -1,7 +1,8 @@
-"""deploy/Dockerfile and .dockerignore, read the way the builder reads them.
+"""deploy/Dockerfile, its lock and .dockerignore, read the way the builder reads them.
 
-No Docker engine runs here, so the image is never built in the tests; what the image
-runs is run here instead (test_commands.py), with the same commands.
+The suite starts no Docker engine: scripts/test-image (run by CI after the suite) builds
+the image and runs it. What the image runs is run here too (test_commands.py), with the
+same commands.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
+from importlib import metadata
 
-from tests.deploy.deployfiles import DOCKERFILE, ROOT, SECRET_ENV, dockerfile_stages
+from tests.deploy.deployfiles import DEPLOY, DOCKERFILE, ROOT, SECRET_ENV, dockerfile_stages
+
+LOCK = DEPLOY / "requirements.lock"
 
 
 def runtime_stage_instructions() -> list[tuple[str, str]]:
@@ -45,13 +49,90 @@ def test_runtime_stage_copies_only_the_venv_and_runs_unprivileged() -> None:
     assert uid == "10001"
 
 
-def test_only_runtime_dependencies_are_installed() -> None:
+def test_only_runtime_dependencies_are_installed_from_the_lock() -> None:
     _, stages = dockerfile_stages()
-    runs = " ".join(i.arguments for stage in stages for i in stage.all("RUN"))
-    assert "pip install ." in runs
+    build = stages[0]
+    runs = [i.arguments for i in build.all("RUN")]
+    joined = " ".join(runs)
+    # Dependencies from the lock only, hashes checked; then the package, without deps and
+    # without build isolation (its build requirements are in the lock too).
+    assert any("--require-hashes" in run and "-r requirements.lock" in run for run in runs)
+    assert "pip install --no-deps --no-build-isolation ." in joined
+    assert "pip check" in joined
+    assert any(
+        copy.arguments.split()[:-1] == ["deploy/requirements.lock"] for copy in build.all("COPY")
+    )
     for extra in ("[dev]", "[bench]", " -e "):
-        assert extra not in runs
-    assert "apt-get" not in runs, "every dependency ships wheels: no compiler or apt layer"
+        assert extra not in joined
+    assert "apt-get" not in joined, "every dependency ships wheels: no compiler or apt layer"
+
+
+def test_no_syntax_directive() -> None:
+    # `# syntax=` makes BuildKit fetch a frontend image from a registry before building.
+    first = DOCKERFILE.read_text(encoding="utf-8").splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first, flags=re.IGNORECASE), first
+
+
+def test_build_commands_name_python3() -> None:
+    # Debian-based images (a debootstrap stand-in, python3 from apt) have no `python`.
+    _, stages = dockerfile_stages()
+    for instruction in stages[0].all("RUN"):
+        assert not re.match(r"python\b", instruction.arguments), instruction.arguments
+
+
+def test_the_user_is_created_without_a_system_id_warning() -> None:
+    # useradd/groupadd --system warn about ids above SYS_UID_MAX/SYS_GID_MAX (999).
+    _, stages = dockerfile_stages()
+    runs = " ".join(i.arguments for i in stages[-1].all("RUN"))
+    assert "useradd" in runs
+    assert "--uid 10001" in runs
+    assert "--gid 10001" in runs
+    assert "--system" not in runs
+
+
+# --- deploy/requirements.lock ---------------------------------------------------------
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked() -> dict[str, str]:
+    """Package -> version, from the lock; every entry must carry hashes."""
+    entries: dict[str, str] = {}
+    text = LOCK.read_text(encoding="utf-8")
+    for block in re.split(r"\n(?=\S)", text):
+        if block.startswith("#") or not block.strip():
+            continue
+        match = re.match(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?==(\S+)", block)
+        assert match is not None, block.splitlines()[0]
+        assert "--hash=sha256:" in block, f"{match.group(1)} has no hash"
+        entries[normalized(match.group(1))] = match.group(3)
+    return entries
+
+
+def requirement_name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9_.-]+", requirement)
+    assert match is not None
+    return normalized(match.group(0))
+
+
+def test_the_lock_pins_every_runtime_and_build_requirement() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    entries = locked()
+    wanted = pyproject["project"]["dependencies"] + pyproject["build-system"]["requires"]
+    for requirement in wanted:
+        assert requirement_name(requirement) in entries, requirement
+    # No tool of the dev or bench extras (pyyaml is in both: uvicorn[standard] needs it).
+    assert {"pytest", "mypy", "ruff", "hypothesis", "fastapi", "pydantic"}.isdisjoint(entries)
+
+
+def test_the_suite_runs_the_locked_versions() -> None:
+    # scripts/bootstrap installs the lock into .venv: the image runs what the tests ran.
+    for name, version in locked().items():
+        if name in ("setuptools", "wheel"):
+            continue  # build tools of the image, not run by anything
+        assert metadata.version(name) == version, f"{name}: locked {version}"
 
 
 def test_entrypoint_and_the_two_roles() -> None:
@@ -117,6 +198,7 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
         "receiver/app.py",
         "handlers/worker.py",
         "tiktok_sandbox/app.py",
+        "deploy/requirements.lock",
     ):
         assert sent_to_builder(path), path
     for path in (
@@ -129,6 +211,7 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
         "bench/ingest.py",
         "receiver/__pycache__/app.cpython-311.pyc",
         ".mypy_cache/x.json",
+        "deploy/compose.yaml",
     ):
         assert not sent_to_builder(path), path
 
