@@ -32,6 +32,8 @@ def test_redis_keeps_its_data_with_aof_and_never_evicts() -> None:
     redis = compose()["services"]["redis"]
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    # An acknowledged delivery must survive a power cut (scripts/chaos power-cut).
+    assert command[command.index("--appendfsync") + 1] == "always"
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
