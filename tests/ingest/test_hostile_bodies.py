@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import httpx
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from receiver.app import create_app
@@ -159,3 +161,30 @@ def test_a_sound_delivery_still_passes(base_url: str) -> None:
     body = build_body(client_key=CLIENT_KEY, event="authorization.removed", content={"reason": 1})
     response = post(base_url, body, signed_headers(CLIENT_SECRET, body))
     assert response.status_code == 200
+
+
+openers = st.lists(
+    st.sampled_from([b"[", b'{"a":', b'{"content":', b"[1,"]), min_size=1, max_size=4
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pattern=openers,
+    depth=st.integers(min_value=200, max_value=40_000),
+    tail=st.sampled_from([b"", b"1", b"\xff", b"9" * 400, b"1e99999", b'"\\ud800"']),
+    signed=st.booleans(),
+    in_content=st.booleans(),
+)
+def test_fuzzed_nesting_is_400_or_401(
+    base_url: str, pattern: list[bytes], depth: int, tail: bytes, signed: bool, in_content: bool
+) -> None:
+    nested = b"".join(pattern) * (depth // len(pattern)) + tail
+    body = envelope(nested.decode(errors="replace")) if in_content else nested
+    headers = signed_headers(CLIENT_SECRET, body) if signed else {}
+    before = errors_counted()
+    response = post(base_url, body, headers)
+    assert response.status_code == (400 if signed else 401), response.text
+    assert errors_counted() == before
