@@ -29,6 +29,7 @@ from chaos.procs import (
     start_receiver,
     start_redis,
     start_worker,
+    wait_for,
 )
 from handlers.deadletter import DeadLetterStore
 from receiver.ingest.events import decode_body
@@ -63,8 +64,8 @@ def queue_size(port: int) -> int:
         client.close()
 
 
-async def dead_lettered(port: int) -> set[str]:
-    """The open_ids of the deliveries in the dead-letter list."""
+async def dead_lettered(port: int) -> dict[str, str]:
+    """The open_ids of the deliveries in the dead-letter list, with their error type."""
     from redis.asyncio import Redis
 
     client = Redis(host="127.0.0.1", port=port)
@@ -72,10 +73,10 @@ async def dead_lettered(port: int) -> set[str]:
         letters = await DeadLetterStore(client).list(limit=10_000)
     finally:
         await client.aclose()
-    found = set()
+    found = {}
     for letter in letters:
         if letter.args and isinstance(letter.args[0], bytes):
-            found.add(decode_body(letter.args[0]).envelope.user_openid or "")
+            found[decode_body(letter.args[0]).envelope.user_openid or ""] = letter.error_type
     return found
 
 
@@ -163,10 +164,16 @@ async def power_cut(procs: Processes, workdir: Path) -> Result:
 # ------------------------------------------------------------------ (b) worker storm
 
 
+def _is_up(worker: Process) -> Callable[[], bool]:
+    return lambda: "metrics on http" in worker.log_text()
+
+
 async def worker_storm(procs: Processes, workdir: Path) -> Result:
     """(b) Workers SIGKILLed every KILL_EVERY s, with jobs that outlive that interval:
     every event is handled or dead-lettered, none silently dropped."""
-    kill_every = 2.5
+    # A worker is killed this long after it is up (it logged "metrics on"): shorter
+    # than the slow jobs and than WORKER_JOB_TIMEOUT_SECONDS, so those never finish.
+    kill_every = 1.5
     port = free_port()
     await asyncio.to_thread(start_redis, procs, "redis-storm", workdir / "redis-storm", port)
     _, base = await asyncio.to_thread(start_receiver, procs, port)
@@ -191,19 +198,23 @@ async def worker_storm(procs: Processes, workdir: Path) -> Result:
     settled = False
     while time.monotonic() < deadline:
         worker = start_worker(procs, port, f"worker-storm-{kills}", **env)
+        await asyncio.to_thread(wait_for, _is_up(worker), 20, "a worker up")
         await asyncio.sleep(kill_every)
         worker.kill()
         kills += 1
-        if handled(record) | await dead_lettered(port) >= sent:
+        if handled(record) | set(await dead_lettered(port)) >= sent:
             settled = True
             break
     done = handled(record)
-    letters = await dead_lettered(port)
+    by_error = await dead_lettered(port)
+    letters = set(by_error)
     missing = sent - done - letters
+    gave_up = sum(1 for o in letters & sent if by_error[o] == "JobAbandoned")
     details = [
-        f"{kills} workers SIGKILLed, one every {kill_every:g}s; {len(sent)} events "
+        f"{kills} workers SIGKILLed, each {kill_every:g}s after it was up; {len(sent)} events "
         f"({len(slow.acknowledged())} taking longer than the interval)",
-        f"handled {len(done & sent)}, dead-lettered {len(letters & sent)}, neither {len(missing)}",
+        f"handled {len(done & sent)}, dead-lettered {len(letters & sent)} ({gave_up} of them "
+        f"after arq gave up on a job whose worker kept dying), neither {len(missing)}",
     ]
     if not settled:
         details.append("did not settle within 120 s")
