@@ -80,9 +80,13 @@ def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
 
 
 class RedisServer:
-    """A private redis-server: own port, own directory, no persistence."""
+    """A private redis-server: own port, own directory, no persistence unless
+    `appendfsync` is given (then AOF on, with that fsync policy)."""
 
-    def __init__(self, binary: str, taskset: str, core: int, workdir: Path) -> None:
+    def __init__(
+        self, binary: str, taskset: str, core: int, workdir: Path, appendfsync: str | None = None
+    ) -> None:
+        self.appendfsync = appendfsync
         self.binary = binary
         self.taskset = taskset
         self.core = core
@@ -103,7 +107,11 @@ class RedisServer:
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--save", "",
-                "--appendonly", "no",
+                *(
+                    ["--appendonly", "no"]
+                    if self.appendfsync is None
+                    else ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+                ),
                 "--dir", str(self.workdir),
                 "--logfile", str(log),
             ],

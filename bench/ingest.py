@@ -57,6 +57,7 @@ QUEUE_KEY: Final = "arq:queue"
 JOB_PREFIX: Final = "arq:job:"
 DEDUPE_PATTERN: Final = "tiktok:dedupe:*"
 TOLERANCE_SECONDS: Final = 300
+FSYNC_MODES: Final = ("off", "always", "everysec", "no")
 
 # Targets for the receiver, as in the issue.
 MIN_VS_BARE: Final = 0.4
@@ -657,6 +658,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where redis-server runs (default: the app core, as the issue sets it up: Redis "
         "and the app share one core, wrk has the other; give the load core to move Redis there)",
     )
+    parser.add_argument(
+        "--appendfsync",
+        default="off",
+        help="Redis persistence, comma-separated to compare in one run: off (no AOF), "
+        "always, everysec, no (AOF on with that appendfsync policy); every app runs "
+        "against each, e.g. --apps receiver --appendfsync everysec,always",
+    )
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument(
         "--fail-on-miss", action="store_true", help="exit 1 when a receiver target is missed"
@@ -670,6 +678,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown or not apps:
         parser.error(f"--apps: unknown {unknown}; choose from {', '.join(APPS)}")
     args.app_list = list(dict.fromkeys(apps))
+    modes = [m.strip() for m in args.appendfsync.split(",") if m.strip()]
+    if not modes or set(modes) - set(FSYNC_MODES):
+        parser.error(f"--appendfsync: choose from {', '.join(FSYNC_MODES)}")
+    args.fsync_modes = modes  # repeat modes to alternate them in one run
     if args.deliveries < 1000:
         parser.error("--deliveries must be at least 1000")
     if not 1 <= args.duration <= TOLERANCE_SECONDS - 60:
@@ -704,34 +716,52 @@ def run(args: argparse.Namespace) -> int:
         f"load average {' '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}"
     )
     redis_core = args.app_core if args.redis_core is None else args.redis_core
-    redis_server = RedisServer(
-        tools["redis-server"], tools["taskset"], redis_core, workdir / "redis"
-    )
+    # Targets are judged on the first persistence mode; the others are for comparison.
     results: dict[str, AppResult] = {}
+    ordered: list[AppResult] = []
     failed: dict[str, str] = {}
+    labelled = args.fsync_modes != ["off"]
     try:
-        redis_server.start()
-        progress(f"redis-server on core {redis_core}, port {redis_server.port}")
-        client = redis.Redis.from_url(redis_server.url)
-        try:
-            for app in args.app_list:
+        for mode in args.fsync_modes:
+            redis_server = RedisServer(
+                tools["redis-server"],
+                tools["taskset"],
+                redis_core,
+                workdir / f"redis-{mode}",
+                appendfsync=None if mode == "off" else mode,
+            )
+            try:
+                redis_server.start()
+                progress(
+                    f"redis-server on core {redis_core}, port {redis_server.port}, "
+                    f"appendfsync {mode}"
+                )
+                client = redis.Redis.from_url(redis_server.url)
                 try:
-                    results[app] = bench_app(app, args, tools, redis_server, client, workdir)
-                except HarnessError as exc:
-                    # One app failing (e.g. the receiver does not start) must not cost
-                    # the numbers of the others; the run still ends with exit code 2.
-                    progress(f"{app}: FAILED: {exc}")
-                    failed[app] = str(exc)
-        finally:
-            client.close()
+                    for app in args.app_list:
+                        name = f"{app} [aof {mode}]" if labelled else app
+                        try:
+                            result = bench_app(app, args, tools, redis_server, client, workdir)
+                        except HarnessError as exc:
+                            # One app failing (e.g. the receiver does not start) must not
+                            # cost the numbers of the others; the run still exits 2.
+                            progress(f"{name}: FAILED: {exc}")
+                            failed[name] = str(exc)
+                            continue
+                        result.app = name
+                        ordered.append(result)
+                        if mode == args.fsync_modes[0]:
+                            results[app] = result
+                finally:
+                    client.close()
+            finally:
+                redis_server.stop()
     finally:
-        redis_server.stop()
         if args.keep_workdir:
             progress(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    ordered = [results[a] for a in args.app_list if a in results]
     if ordered:
         print_table(ordered)
     for app, error in failed.items():
@@ -779,6 +809,7 @@ def write_results(
             "duration": args.duration,
             "warmup_deliveries": args.warmup_deliveries,
             "apps": args.app_list,
+            "appendfsync": args.fsync_modes,
             "wrk_threads": 1,
         },
         "machine": info,

@@ -87,7 +87,7 @@ async def record_status(event: WebhookEvent, ctx: HandlerContext) -> dict[str, o
             record = _record(event, "publish", post.publish_id, publish_type=post.publish_type)
         case _:
             return {"skipped": "unexpected content"}
-    written = await save_status(ctx.redis, record)
+    written = await save_status(ctx.redis, record, ttl_seconds=ctx.settings.status_ttl_seconds)
     return {"kind": record.kind, "id": record.id, "status": record.status, "written": written}
 
 

@@ -29,6 +29,7 @@ from handlers.builtin_users import fetch_profile
 from handlers.context import HandlerOutcome, WorkerState
 from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
+from handlers.giveup import DeadLetteringWorker
 from handlers.ratelimit import RateLimiter
 from handlers.registry import HandlerRegistry, registry
 from receiver.ingest.jobs import (
@@ -138,7 +139,8 @@ def create_worker(
             cron_jobs.append(
                 cron(sweep_profiles, minute=set(range(0, 60, min(sweep, 60))), second={15})
             )
-    return Worker(
+    # arq's own give-up paths (too many tries, expired, undecodable) dead-letter too.
+    return DeadLetteringWorker(
         functions=[*job_functions(), *extra_functions],
         cron_jobs=cron_jobs,
         redis_settings=redis_settings(settings),

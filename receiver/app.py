@@ -3,6 +3,7 @@ the OAuth routes (TIKTOK_REDIRECT_URI set) and the internal API (ADMIN_TOKEN set
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -97,8 +98,10 @@ class ReceiverApp:
 
     async def readyz(self, _request: Request) -> Response:
         try:
-            await self.redis.ping()
-        except (RedisError, OSError) as exc:
+            # Bounded as a whole: redis-py's own timeouts apply per socket operation.
+            async with asyncio.timeout(self.settings.redis_timeout_seconds):
+                await self.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
             return JSONResponse(
                 {"status": "unavailable", "redis": type(exc).__name__}, status_code=503
             )

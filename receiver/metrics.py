@@ -19,6 +19,7 @@ OUTCOMES: Final = (
     "stale_timestamp",
     "malformed",
     "too_large",
+    "body_timeout",
     "unavailable",
     "unknown_app",
     "error",

@@ -54,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_max_body_bytes: int = 1024 * 1024
     webhook_dedupe_ttl_seconds: int = 4 * 24 * 3600
     webhook_retry_after_seconds: int = 5
+    # How long the endpoint waits for a request's whole body before answering 408.
+    webhook_body_timeout_seconds: float = 10.0
+    # How long the latest share/publish/portability status is kept (receiver/status_store.py).
+    status_ttl_seconds: int = 90 * 24 * 3600
     webhook_capture: bool = False
     webhook_capture_max_entries: int = 10_000
     webhook_capture_max_age_seconds: int = 7 * 24 * 3600
@@ -151,6 +155,8 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
     "WEBHOOK_DEDUPE_TTL_SECONDS": "webhook_dedupe_ttl_seconds",
     "WEBHOOK_RETRY_AFTER_SECONDS": "webhook_retry_after_seconds",
+    "WEBHOOK_BODY_TIMEOUT_SECONDS": "webhook_body_timeout_seconds",
+    "STATUS_TTL_SECONDS": "status_ttl_seconds",
     "WEBHOOK_CAPTURE": "webhook_capture",
     "WEBHOOK_CAPTURE_MAX_ENTRIES": "webhook_capture_max_entries",
     "WEBHOOK_CAPTURE_MAX_AGE_SECONDS": "webhook_capture_max_age_seconds",
@@ -308,6 +314,10 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         )
     if settings.redis_timeout_seconds <= 0:
         problems.append("REDIS_TIMEOUT_SECONDS must be positive")
+    if settings.webhook_body_timeout_seconds <= 0:
+        problems.append("WEBHOOK_BODY_TIMEOUT_SECONDS must be positive")
+    if settings.status_ttl_seconds < 3600:
+        problems.append("STATUS_TTL_SECONDS must be at least 3600 (an hour)")
     if settings.environment not in ("production", "development"):
         problems.append("TIKTOK_WEBHOOKS_ENV must be `production` or `development`")
     for sentinel in settings.redis_sentinels:

@@ -76,13 +76,16 @@ def status_key(kind: Kind, object_id: str) -> str:
     return f"{keys.STATUS_PREFIX}{kind}:{object_id}"
 
 
-async def save_status(redis: aioredis.Redis, record: StatusRecord) -> bool:
-    """Store `record` unless a newer one is there; True if written."""
+async def save_status(
+    redis: aioredis.Redis, record: StatusRecord, *, ttl_seconds: int = STATUS_TTL_SECONDS
+) -> bool:
+    """Store `record` unless a newer one is there; True if written. Kept `ttl_seconds`
+    (STATUS_TTL_SECONDS) after its latest update."""
     record = msgspec.structs.replace(record, updated_at=time.time())
     script = redis.register_script(_SAVE_IF_NEWER)
     written = await script(
         keys=[status_key(record.kind, record.id)],
-        args=[record.create_time, msgspec.json.encode(record), STATUS_TTL_SECONDS],
+        args=[record.create_time, msgspec.json.encode(record), ttl_seconds],
     )
     return bool(written)
 

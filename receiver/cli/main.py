@@ -40,7 +40,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "[[apps]] to the --config file"
             ]
         )
+    from receiver.cli.serving import protocol_class, startup_limits
+
     app = create_app(settings)
+    limit_concurrency = startup_limits(args.limit_concurrency)
     # Everything imported and built so far lives as long as the process: keep it out of
     # the collector's way, and collect young objects less often. Both cut the pauses
     # that show up as the slowest deliveries under load.
@@ -52,7 +55,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(args.header_timeout),
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=args.timeout_keep_alive,
         lifespan="on",
         access_log=False,
         log_level=args.log_level,
@@ -129,6 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="proxies whose X-Forwarded-* headers are trusted (uvicorn's setting)",
     )
     serve.add_argument("--graceful-timeout", type=int, default=20, help="seconds")
+    serve.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=1000,
+        help="open connections or running requests above which requests get 503 "
+        "(kept below the file descriptor limit)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send a request's headers (else 408, closed)",
+    )
+    serve.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        default=5,
+        help="seconds an idle keep-alive connection is kept open",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sign = sub.add_parser("sign", help="print the TikTok-Signature value for a body")

@@ -7,7 +7,8 @@ batch instead of several per request is what lets one process keep up with TikTo
 bursts; the command is packed here directly, as redis-py's generic packing costs more
 than the rest of the request.
 
-`enqueue` returns only once Redis confirmed the write; any Redis failure raises
+`enqueue` returns only once Redis confirmed the write; any Redis failure, or no
+confirmation within REDIS_TIMEOUT_SECONDS (connecting included), raises
 `QueueUnavailable`, and the caller answers 503 so TikTok's retry goes through later.
 A batch that failed half-way can have written some of its events: their retries are
 then answered "duplicate" (acknowledged, and enqueued exactly once).
@@ -104,7 +105,14 @@ class EventQueue:
             # Runs after every request that is already runnable had its turn, so
             # requests that arrived together share one round trip.
             loop.call_soon(self._start_flush)
-        return await future
+        # The whole wait is bounded, not each step: getting a connection (redis-py makes
+        # new ones one at a time under its pool lock), loading the script, a second try.
+        # A write that lands after the bound is answered "duplicate" on TikTok's retry.
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await future
+        except TimeoutError:
+            raise QueueUnavailable("Redis did not confirm the write in time") from None
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
@@ -117,7 +125,8 @@ class EventQueue:
     async def _flush(self, batch: list[tuple[bytes, bytes, asyncio.Future[bool]]]) -> None:
         metrics.ENQUEUE_BATCH_SIZE.observe(len(batch))
         try:
-            results = await self._call(self._pack(batch))
+            async with asyncio.timeout(self._timeout):
+                results = await self._call(self._pack(batch))
         except Exception as exc:
             if not isinstance(exc, RedisError | OSError | TimeoutError):
                 logger.exception("unexpected error while writing to Redis")

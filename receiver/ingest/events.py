@@ -147,18 +147,26 @@ def event_label(name: str) -> str:
     return name if name in KNOWN_EVENTS else UNKNOWN_EVENT_LABEL
 
 
+# Bytes from outside can make a decoder fail in more ways than `DecodeError`: deep
+# nesting raises `RecursionError` (how deep depends on the caller's stack), and a
+# future msgspec may raise something else again. Each of them means "malformed".
+_DECODE_FAILURES: Final = (msgspec.MsgspecError, RecursionError, ValueError, TypeError, MemoryError)
+
+
 def decode_envelope(body: bytes) -> Envelope:
     try:
         return _envelope_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise MalformedEvent(f"not a TikTok webhook envelope: {exc}") from None
+    except _DECODE_FAILURES as exc:
+        raise MalformedEvent(f"not a TikTok webhook envelope: {type(exc).__name__}") from None
 
 
 def decode_event(envelope: Envelope) -> WebhookEvent:
     """Decode `content` for the envelope's event and derive the dedupe key."""
     try:
         data = _any_decoder.decode(envelope.content)
-    except msgspec.DecodeError:
+    except _DECODE_FAILURES:
         raise MalformedEvent("`content` is not a JSON document") from None
     content_type = CONTENT_TYPES.get(envelope.event)
     content: EventContent
@@ -169,7 +177,15 @@ def decode_event(envelope: Envelope) -> WebhookEvent:
             content = msgspec.convert(data, content_type)
         except msgspec.ValidationError as exc:
             raise MalformedEvent(f"`content` does not fit {envelope.event}: {exc}") from None
-    return WebhookEvent(envelope, content, dedupe_key(envelope, data))
+        except _DECODE_FAILURES as exc:
+            raise MalformedEvent(
+                f"`content` does not fit {envelope.event}: {type(exc).__name__}"
+            ) from None
+    try:
+        key = dedupe_key(envelope, data)
+    except _DECODE_FAILURES as exc:  # e.g. nesting that decoded but is too deep to re-encode
+        raise MalformedEvent(f"`content` cannot be used: {type(exc).__name__}") from None
+    return WebhookEvent(envelope, content, key)
 
 
 def decode_body(body: bytes) -> WebhookEvent:

@@ -6,6 +6,7 @@ allocation a framework adds per request shows up directly in deliveries per seco
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -66,6 +67,7 @@ class WebhookEndpoint:
         }
         self._all_keys: tuple[bytes, ...] = tuple(k for ks in self._keys.values() for k in ks)
         self._retry_after = str(settings.webhook_retry_after_seconds).encode()
+        self._body_timeout = settings.webhook_body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -85,7 +87,7 @@ class WebhookEndpoint:
             extra = []
             if status == 503:
                 extra = [(b"retry-after", self._retry_after)]
-            elif status == 413:
+            elif status in (408, 413):
                 extra = [(b"connection", b"close")]
         except Exception:
             # A bug of ours: log it (never the body or headers, which may be anyone's)
@@ -99,7 +101,18 @@ class WebhookEndpoint:
         metrics.REQUEST_DURATION.observe(time.perf_counter() - started)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str, str]:
-        raw = await self._read_body(scope, receive)
+        # A peer that sends its body slowly, or never finishes it, must not hold the
+        # request (nor a graceful shutdown) for longer than this.
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                raw = await self._read_body(scope, receive)
+        except TimeoutError:
+            raise _Reject(
+                408,
+                "body_timeout",
+                f"the body did not arrive within {self._body_timeout:g} s",
+                "body_timeout",
+            ) from None
         signature: bytes | None = None
         for name, value in scope["headers"]:
             if name == _SIGNATURE_HEADER:

@@ -198,6 +198,10 @@ class TikTokClient:
         except msgspec.ValidationError as exc:
             # msgspec's message names the field, never its value.
             raise answers.invalid_response("token", response, f"token response: {exc}") from None
+        except (msgspec.MsgspecError, RecursionError, ValueError, TypeError) as exc:
+            raise answers.invalid_response(
+                "token", response, f"token response: {type(exc).__name__}"
+            ) from None
         return TokenGrant(
             open_id=parsed.open_id,
             scope=tuple(s.strip() for s in parsed.scope.split(",") if s.strip()),

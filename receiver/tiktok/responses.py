@@ -27,7 +27,9 @@ def json_object(response: httpx.Response) -> dict[str, Any] | None:
     """The body as a JSON object, or None for anything else (empty, HTML, a list)."""
     try:
         body = _decoder.decode(response.content)
-    except msgspec.DecodeError:
+    except (msgspec.MsgspecError, RecursionError, ValueError, TypeError, MemoryError):
+        # Not only DecodeError: deep nesting raises RecursionError. Any of them means
+        # the answer is unusable, which callers treat like a body that is not JSON.
         return None
     return body if isinstance(body, dict) else None
 

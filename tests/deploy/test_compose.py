@@ -42,6 +42,8 @@ def test_redis_keeps_its_data_with_aof_and_never_evicts() -> None:
     # A cap, and a policy that evicts nothing (jobs, dedupe keys and tokens all have TTLs,
     # so any volatile-* policy would drop them too).
     assert command[command.index("--maxmemory") + 1]
+    # An acknowledged delivery must survive a power cut (scripts/chaos power-cut).
+    assert command[command.index("--appendfsync") + 1] == "always"
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
 

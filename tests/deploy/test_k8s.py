@@ -146,6 +146,12 @@ def test_every_listed_resource_is_a_well_formed_object() -> None:
     } <= kinds
 
 
+def test_the_redis_config_fsyncs_every_write_and_never_evicts() -> None:
+    conf = named("ConfigMap", "tiktok-webhooks-redis")["data"]["redis.conf"]
+    lines = {line.strip() for line in conf.splitlines() if not line.strip().startswith("#")}
+    assert {"appendonly yes", "appendfsync always", "maxmemory-policy noeviction"} <= lines
+
+
 # --- secrets and settings -------------------------------------------------------------
 
 
