@@ -50,6 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Redis Sentinel: "host:port" of each sentinel; REDIS_URL then gives db and password.
     redis_sentinels: tuple[str, ...] = ()
     redis_sentinel_master: str = "mymaster"
+    # The sentinels themselves speak TLS (with REDIS_URL's TLS options).
+    redis_sentinel_tls: bool = False
     webhook_tolerance_seconds: int = 300
     webhook_max_body_bytes: int = 1024 * 1024
     webhook_dedupe_ttl_seconds: int = 4 * 24 * 3600
@@ -147,6 +149,7 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "REDIS_TIMEOUT_SECONDS": "redis_timeout_seconds",
     "REDIS_SENTINELS": "redis_sentinels",
     "REDIS_SENTINEL_MASTER": "redis_sentinel_master",
+    "REDIS_SENTINEL_TLS": "redis_sentinel_tls",
     "WEBHOOK_TOLERANCE_SECONDS": "webhook_tolerance_seconds",
     "WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
     "WEBHOOK_DEDUPE_TTL_SECONDS": "webhook_dedupe_ttl_seconds",
@@ -317,6 +320,10 @@ def _validate(settings: Settings, problems: list[str]) -> None:
     url = urlsplit(settings.redis_url.reveal())
     if url.scheme not in ("redis", "rediss", "unix"):
         problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
+    if settings.redis_sentinel_tls and url.scheme != "rediss":
+        problems.append(
+            "REDIS_SENTINEL_TLS uses the TLS options of REDIS_URL: start it with rediss://"
+        )
     for name, value in (
         ("TIKTOK_AUTH_URL", settings.tiktok_auth_url),
         ("TIKTOK_API_BASE_URL", settings.tiktok_api_base_url),
@@ -380,7 +387,7 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
     for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token"):
         if isinstance(raw.get(field), str) and not raw[field].strip():
             del raw[field]
-    for flag_field in ("tiktok_use_pkce", "webhook_capture"):
+    for flag_field in ("tiktok_use_pkce", "webhook_capture", "redis_sentinel_tls"):
         if isinstance(raw.get(flag_field), str):
             flag = raw[flag_field].strip().lower()
             if flag in ("1", "true", "yes", "on"):

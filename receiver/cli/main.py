@@ -40,6 +40,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "[[apps]] to the --config file"
             ]
         )
+    from receiver.security_checks import log_security_warnings
+
+    log_security_warnings(settings)
     app = create_app(settings)
     # Everything imported and built so far lives as long as the process: keep it out of
     # the collector's way, and collect young objects less often. Both cut the pauses
