@@ -67,11 +67,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tiktok_api_base_url: str = DEFAULT_API_BASE_URL
     tiktok_redirect_uri: str | None = None
     tiktok_scopes: tuple[str, ...] = ("user.info.basic",)
-    tiktok_use_pkce: bool = False
+    tiktok_use_pkce: bool = True
     token_encryption_keys: tuple[Secret, ...] = ()
     admin_token: Secret | None = None
     oauth_success_url: str | None = None
     oauth_state_ttl_seconds: int = 600
+    oauth_start_rate_per_minute: int = 60
     http_timeout_seconds: float = 10.0
     # Worker (handlers/)
     worker_max_tries: int = 5
@@ -169,6 +170,7 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "ADMIN_TOKEN": "admin_token",
     "OAUTH_SUCCESS_URL": "oauth_success_url",
     "OAUTH_STATE_TTL_SECONDS": "oauth_state_ttl_seconds",
+    "OAUTH_START_RATE_PER_MINUTE": "oauth_start_rate_per_minute",
     "HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
     "WORKER_MAX_TRIES": "worker_max_tries",
     "WORKER_RETRY_BASE_SECONDS": "worker_retry_base_seconds",
@@ -347,6 +349,8 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         ("TOKEN_REFRESH_MARGIN_SECONDS", settings.token_refresh_margin_seconds, 0),
         ("WEBHOOK_CAPTURE_MAX_ENTRIES", settings.webhook_capture_max_entries, 1),
         ("WEBHOOK_CAPTURE_MAX_AGE_SECONDS", settings.webhook_capture_max_age_seconds, 1),
+        ("OAUTH_START_RATE_PER_MINUTE", settings.oauth_start_rate_per_minute, 0),
+        ("OAUTH_STATE_TTL_SECONDS", settings.oauth_state_ttl_seconds, 1),
     )
     for env_name, number, low in minimums:
         if number < low:
