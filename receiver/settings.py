@@ -334,6 +334,24 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             problems.append(f"{name} must be an absolute URL")
+        elif parts.scheme == "http" and not settings.is_development:
+            problems.append(
+                f"{name} uses http://, which would send codes and tokens in clear: use "
+                "https:// (http is only allowed with TIKTOK_WEBHOOKS_ENV=development)"
+            )
+    if settings.oauth_success_url is not None:
+        success = urlsplit(settings.oauth_success_url)
+        relative = not success.scheme and not success.netloc and success.path.startswith("/")
+        if not relative and (success.scheme not in ("http", "https") or not success.netloc):
+            problems.append(
+                "OAUTH_SUCCESS_URL must be an http(s) URL or a path starting with /, "
+                "e.g. https://app.example.com/connected"
+            )
+    if settings.webhook_tolerance_seconds > settings.webhook_dedupe_ttl_seconds:
+        problems.append(
+            "WEBHOOK_TOLERANCE_SECONDS must not exceed WEBHOOK_DEDUPE_TTL_SECONDS: a delivery "
+            "replayed after its dedupe key expired would still verify"
+        )
     if settings.tiktok_redirect_uri is not None:
         problem = redirect_uri_problem(
             settings.tiktok_redirect_uri, development=settings.is_development

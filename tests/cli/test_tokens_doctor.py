@@ -58,6 +58,7 @@ def service_env(redis_url: str, sandbox: SandboxInfo, **extra: str) -> dict[str,
         "TIKTOK_CLIENT_SECRET": CLIENT_SECRET,
         "REDIS_URL": redis_url,
         "TOKEN_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+        "TIKTOK_WEBHOOKS_ENV": "development",
         "TIKTOK_API_BASE_URL": sandbox.url,
         "TIKTOK_AUTH_URL": f"{sandbox.url}/v2/auth/authorize/",
     }
