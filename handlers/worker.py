@@ -199,7 +199,11 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
         vaults=vaults,
         clients=clients,
         limiter=limiter,
-        dead_letters=DeadLetterStore(arq_redis),
+        dead_letters=DeadLetterStore(
+            arq_redis,
+            max_entries=settings.dead_letter_max_entries,
+            max_age_seconds=settings.dead_letter_max_age_seconds,
+        ),
         recorder=ctx.get("recorder"),
     )
     ctx["state"] = state

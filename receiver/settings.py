@@ -90,6 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     profile_fetch_debounce_seconds: int = 300
     profile_sweep_interval_minutes: int = 0
     tiktok_rate_limit_per_minute: int = 600
+    dead_letter_max_entries: int = 10_000
+    dead_letter_max_age_seconds: int = 30 * 24 * 3600
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
@@ -187,6 +189,8 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "PROFILE_FETCH_DEBOUNCE_SECONDS": "profile_fetch_debounce_seconds",
     "PROFILE_SWEEP_INTERVAL_MINUTES": "profile_sweep_interval_minutes",
     "TIKTOK_RATE_LIMIT_PER_MINUTE": "tiktok_rate_limit_per_minute",
+    "DEAD_LETTER_MAX_ENTRIES": "dead_letter_max_entries",
+    "DEAD_LETTER_MAX_AGE_SECONDS": "dead_letter_max_age_seconds",
 }
 _LIST_FIELDS: Final = frozenset(
     {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules", "redis_sentinels"}
@@ -369,6 +373,8 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         ("WEBHOOK_CAPTURE_MAX_ENTRIES", settings.webhook_capture_max_entries, 1),
         ("WEBHOOK_CAPTURE_MAX_AGE_SECONDS", settings.webhook_capture_max_age_seconds, 1),
         ("OAUTH_START_RATE_PER_MINUTE", settings.oauth_start_rate_per_minute, 0),
+        ("DEAD_LETTER_MAX_ENTRIES", settings.dead_letter_max_entries, 1),
+        ("DEAD_LETTER_MAX_AGE_SECONDS", settings.dead_letter_max_age_seconds, 3600),
         ("OAUTH_STATE_TTL_SECONDS", settings.oauth_state_ttl_seconds, 1),
     )
     for env_name, number, low in minimums:

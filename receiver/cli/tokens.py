@@ -170,9 +170,20 @@ async def _revoke(services: TokenServices, vault: TokenVault, open_id: str) -> i
 
 
 async def _reencrypt(services: TokenServices, vault: TokenVault) -> int:
-    count = await vault.reencrypt_all()
-    print(f"re-encrypted {count} token record(s) with the current key")
-    return 0
+    result = await vault.reencrypt_all()
+    print(f"re-encrypted {result.reencrypted} token record(s) with the current key")
+    for name in result.corrupt:
+        print(f"corrupt (marked corrupt, the user must connect again): {name}", file=sys.stderr)
+    for name in result.unknown_key:
+        print(f"skipped, sealed with a key not in TOKEN_ENCRYPTION_KEYS: {name}", file=sys.stderr)
+    if result.complete:
+        return 0
+    print(
+        f"error: {len(result.corrupt) + len(result.unknown_key)} record(s) were not "
+        "re-encrypted (listed above): keep the old key until they are dealt with",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     log = logging.getLogger("tiktok_webhooks.worker")
     from receiver.security_checks import log_security_warnings
 
+    settings.require_worker()  # before the metrics port is taken: a config error is one line
     log_security_warnings(settings)
     if args.metrics_port:
         from prometheus_client import start_http_server

@@ -24,7 +24,7 @@ from receiver.keys import PROFILE_PREFIX, REFRESH_LOCK_PREFIX, TOKEN_EXPIRY_INDE
 from receiver.secrets import Secret
 from receiver.tiktok.client import TikTokClient, TokenGrant
 from receiver.tiktok.errors import InvalidGrant, TransientError
-from receiver.vault.crypto import TokenCipher, TokenDecryptError
+from receiver.vault.crypto import TokenCipher, TokenDecryptError, UnknownKey
 from receiver.vault.errors import (
     CorruptRecord,
     ReauthorizationRequired,
@@ -33,9 +33,11 @@ from receiver.vault.errors import (
     VaultError,
 )
 from receiver.vault.record import (
+    MARK_CORRUPT,
     TokenRecord,
     TokenStatus,
     as_text,
+    corrupt_placeholder,
     glob_escape,
     open_tokens,
     parse_record,
@@ -45,7 +47,7 @@ from receiver.vault.record import (
     token_key,
 )
 from receiver.vault.refresh_lock import RedisLock
-from receiver.vault.rotation import reencrypt_records
+from receiver.vault.rotation import Reencryption, reencrypt_records
 
 __all__ = [
     "CorruptRecord",
@@ -108,6 +110,7 @@ class TokenVault:
         ttl = lock_ttl_seconds or max(30.0, client.timeout_seconds * 3)
         self._lock = RedisLock(redis, ttl_seconds=ttl, poll_seconds=poll_interval_seconds)
         self._set_status = redis.register_script(_SET_STATUS)
+        self._mark_corrupt = redis.register_script(MARK_CORRUPT)
 
     def __repr__(self) -> str:
         return f"TokenVault(client_key={self.client_key!r})"
@@ -146,8 +149,15 @@ class TokenVault:
         )
 
     async def get(self, open_id: str) -> TokenRecord | None:
+        """The record's metadata; a damaged one is marked and shown as `corrupt`."""
         fields = await self._fields(open_id)
-        return self._parse(open_id, fields) if fields else None
+        if not fields:
+            return None
+        try:
+            return self._parse(open_id, fields)
+        except CorruptRecord:
+            await self._mark_as_corrupt(open_id)
+            return corrupt_placeholder(self.client_key, open_id, fields)
 
     async def get_valid_access_token(
         self, open_id: str, margin_seconds: float = DEFAULT_MARGIN_SECONDS
@@ -199,7 +209,7 @@ class TokenVault:
         prefix = record_name(self.client_key, "")
         return [m[len(prefix) :] for m in map(as_text, members) if m.startswith(prefix)]
 
-    async def reencrypt_all(self) -> int:
+    async def reencrypt_all(self) -> Reencryption:
         """Re-encrypt every record (of every app) under the current key; see key_rotation."""
         return await reencrypt_records(self._redis, self._cipher)
 
@@ -214,22 +224,44 @@ class TokenVault:
         try:
             return parse_record(self.client_key, open_id, fields)
         except (KeyError, ValueError) as exc:
+            if fields.get("status") == TokenStatus.CORRUPT.value:
+                return corrupt_placeholder(self.client_key, open_id, fields)
             raise CorruptRecord(f"token record of user {open_id} is malformed ({exc!r})") from None
+
+    async def _mark_as_corrupt(self, open_id: str) -> None:
+        """Mark the record `corrupt` and out of the refresh sweep, so no job keeps failing
+        on it; its blob stays for inspection."""
+        name = record_name(self.client_key, open_id)
+        await self._mark_corrupt(
+            keys=[TOKEN_PREFIX + name, TOKEN_EXPIRY_INDEX], args=[repr(self._clock()), name]
+        )
+        logger.error("token record %s cannot be opened: marked corrupt", name)
 
     async def _load_usable(self, open_id: str) -> _Loaded:
         """The record with its tokens, or the VaultError saying why it cannot be used."""
         fields = await self._fields(open_id)
         if not fields:
             raise TokenNotFound(f"no tokens stored for user {open_id}")
-        record = self._parse(open_id, fields)
+        try:
+            record = self._parse(open_id, fields)
+        except CorruptRecord:
+            await self._mark_as_corrupt(open_id)
+            raise
+        if record.status is TokenStatus.CORRUPT:
+            raise CorruptRecord(f"token record of user {open_id} is marked corrupt: connect again")
         if record.status is not TokenStatus.ACTIVE:
             raise ReauthorizationRequired(f"user {open_id} is {record.status.value}: connect again")
-        if "tokens" not in fields:
-            raise CorruptRecord(f"token record of user {open_id} has no tokens")
         name = record_name(self.client_key, open_id)
+        if "tokens" not in fields:
+            await self._mark_as_corrupt(open_id)
+            raise CorruptRecord(f"token record of user {open_id} has no tokens")
         try:
             access, refresh = open_tokens(self._cipher, name, fields["tokens"])
+        except UnknownKey as exc:
+            # A settings problem (a key missing from TOKEN_ENCRYPTION_KEYS), not the record's.
+            raise CorruptRecord(f"token record {name}: {exc}") from None
         except TokenDecryptError as exc:
+            await self._mark_as_corrupt(open_id)
             raise CorruptRecord(f"token record {name}: {exc}") from None
         if record.refresh_expires_at <= self._clock():
             # TikTok would answer invalid_grant; save the call.
