@@ -226,5 +226,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for check in checks:
         print(check.line())
     failed = sum(not c.ok for c in checks)
-    print(f"{failed} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks OK")
+    warned = sum(c.ok and c.warning for c in checks)
+    tail = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+    print(
+        f"{failed} of {len(checks)} checks failed{tail}"
+        if failed
+        else f"all {len(checks)} checks OK{tail}"
+    )
     return 1 if failed else 0
