@@ -109,7 +109,7 @@ async def test_callback_in_another_browser_is_refused(
         callback = await attacker.authorize(await attacker.start(), "bob")
         victim = Browser(attacker.app)
         try:
-            await victim.start()  # the victim has a binding cookie of their own
+            await victim.start()  # the victim has a sign-in cookie of their own
             response = await victim.http.get(callback)
             assert response.status_code == 400
             assert "started in another browser" in response.text
