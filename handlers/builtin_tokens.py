@@ -85,17 +85,20 @@ async def update_token_health(ctx: dict[str, Any]) -> dict[str, int]:
     state: WorkerState = ctx["state"]
     warn_before = state.settings.refresh_token_warning_days * 86400
     now = time.time()
-    needs_reauth = expiring = 0
+    needs_reauth = expiring = corrupt = 0
     for vault in state.vaults.values():
         for record in await vault.list_records():
             if record.status == TokenStatus.NEEDS_REAUTH:
                 needs_reauth += 1
+            elif record.status == TokenStatus.CORRUPT:
+                corrupt += 1
             elif (
                 record.status == TokenStatus.ACTIVE
                 and record.refresh_expires_at - now < warn_before
             ):
                 expiring += 1
     metrics.USERS_NEEDING_REAUTH.set(needs_reauth)
+    metrics.TOKEN_RECORDS_CORRUPT.set(corrupt)
     metrics.REFRESH_TOKENS_EXPIRING.set(expiring)
     if expiring:
         logger.warning(
@@ -103,7 +106,7 @@ async def update_token_health(ctx: dict[str, Any]) -> dict[str, int]:
             expiring,
             state.settings.refresh_token_warning_days,
         )
-    return {"needs_reauth": needs_reauth, "refresh_expiring": expiring}
+    return {"needs_reauth": needs_reauth, "refresh_expiring": expiring, "corrupt": corrupt}
 
 
 async def sweep_profiles(ctx: dict[str, Any]) -> int:

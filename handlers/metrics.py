@@ -41,6 +41,19 @@ USERS_NEEDING_REAUTH = Gauge(
     "tiktok_users_needing_reauth", "Users whose grant is gone; they must connect again."
 )
 DEAD_LETTER_SIZE = Gauge("tiktok_dead_letter_size", "Jobs in the dead-letter list.")
+DEAD_LETTERS_DROPPED = Counter(
+    "tiktok_dead_letters_dropped_total",
+    "Dead letters removed unreplayed, by reason: cap (DEAD_LETTER_MAX_ENTRIES) or age "
+    "(DEAD_LETTER_MAX_AGE_SECONDS).",
+    ["reason"],
+)
+for _reason in ("cap", "age"):
+    DEAD_LETTERS_DROPPED.labels(_reason)
+TOKEN_RECORDS_CORRUPT = Gauge(
+    "tiktok_token_records_corrupt",
+    "Token records marked corrupt (cannot be opened with a configured key); those users "
+    "must connect again.",
+)
 RATE_LIMITER_WAITS = Counter(
     "tiktok_rate_limiter_waits_total",
     "Times a call to TikTok waited for the shared outbound budget.",

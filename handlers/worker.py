@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import health_check_key_suffix
 from arq.cron import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, async_check_health, func
@@ -39,7 +40,7 @@ from receiver.ingest.jobs import (
     job_deserializer,
     job_serializer,
 )
-from receiver.redis_conn import ClosesSentinels, sentinel_primary
+from receiver.redis_conn import ClosesSentinels, check_hostname, sentinel_primary
 from receiver.settings import ConfigError, Settings
 from receiver.tiktok.client import TikTokClient
 from receiver.vault.crypto import TokenCipher
@@ -64,8 +65,8 @@ def redis_settings(settings: Settings) -> RedisSettings:
     for name in _TLS_PARAMS:
         if name in query:
             setattr(rs, name, query[name][-1])
-    if "ssl_check_hostname" in query:
-        rs.ssl_check_hostname = query["ssl_check_hostname"][-1].lower() in ("1", "true", "yes")
+    # arq leaves the host name unchecked unless told; rediss:// here checks it by default.
+    rs.ssl_check_hostname = rs.ssl and check_hostname(url)
     if settings.redis_sentinels:
         rs.sentinel = True
         rs.host = settings.sentinel_addresses
@@ -84,6 +85,18 @@ def _sentinel_pool(settings: Settings) -> ArqRedis:
     pool.job_deserializer = job_deserializer
     pool.default_queue_name = settings.queue_name
     return pool
+
+
+async def arq_pool(settings: Settings) -> ArqRedis:
+    """An arq client of the queue's Redis (through the sentinels, with TLS, when set)."""
+    if settings.redis_sentinels:
+        return _sentinel_pool(settings)
+    return await create_pool(
+        redis_settings(settings),
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+        default_queue_name=settings.queue_name,
+    )
 
 
 def import_handler_modules(names: Sequence[str]) -> None:
@@ -188,7 +201,11 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
         vaults=vaults,
         clients=clients,
         limiter=limiter,
-        dead_letters=DeadLetterStore(arq_redis),
+        dead_letters=DeadLetterStore(
+            arq_redis,
+            max_entries=settings.dead_letter_max_entries,
+            max_age_seconds=settings.dead_letter_max_age_seconds,
+        ),
         recorder=ctx.get("recorder"),
     )
     ctx["state"] = state
@@ -231,4 +248,11 @@ async def _queue_stats_loop(state: WorkerState) -> None:
 
 async def check_health(settings: Settings) -> int:
     """0 when a worker on this queue reported in within the health-check interval."""
-    return await async_check_health(redis_settings(settings), queue_name=settings.queue_name)
+    if not settings.redis_sentinels:
+        return await async_check_health(redis_settings(settings), queue_name=settings.queue_name)
+    # arq's own Sentinel pool drops REDIS_URL's TLS options: read the key with ours.
+    pool = await arq_pool(settings)
+    try:
+        return 0 if await pool.get(settings.queue_name + health_check_key_suffix) else 1
+    finally:
+        await pool.aclose()

@@ -17,8 +17,8 @@ TOKEN_EXPIRY_INDEX: Final = "tiktok:token-expiry"
 REFRESH_LOCK_PREFIX: Final = "tiktok:refresh-lock:"
 # Stored user profile snapshots.
 PROFILE_PREFIX: Final = "tiktok:profile:"
-# OAuth `state` values waiting for their callback.
-OAUTH_STATE_PREFIX: Final = "tiktok:oauth-state:"
+# OAuth `state` values already used at the callback (the pending ones live in a cookie).
+OAUTH_USED_PREFIX: Final = "tiktok:oauth-used:"
 # Debounce marker: a profile fetch for this user was enqueued recently.
 PROFILE_DEBOUNCE_PREFIX: Final = "tiktok:profile-debounce:"
 # When the user last connected through OAuth (a removal event older than this is stale).

@@ -50,8 +50,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Redis Sentinel: "host:port" of each sentinel; REDIS_URL then gives db and password.
     redis_sentinels: tuple[str, ...] = ()
     redis_sentinel_master: str = "mymaster"
+    # The sentinels themselves speak TLS (with REDIS_URL's TLS options).
+    redis_sentinel_tls: bool = False
     webhook_tolerance_seconds: int = 300
-    webhook_max_body_bytes: int = 1024 * 1024
+    # TikTok's bodies are under 2 KB; 64 KiB leaves a wide margin.
+    webhook_max_body_bytes: int = 64 * 1024
     webhook_dedupe_ttl_seconds: int = 4 * 24 * 3600
     webhook_retry_after_seconds: int = 5
     # How long the endpoint waits for a request's whole body before answering 408.
@@ -69,11 +72,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tiktok_api_base_url: str = DEFAULT_API_BASE_URL
     tiktok_redirect_uri: str | None = None
     tiktok_scopes: tuple[str, ...] = ("user.info.basic",)
-    tiktok_use_pkce: bool = False
+    tiktok_use_pkce: bool = True
     token_encryption_keys: tuple[Secret, ...] = ()
     admin_token: Secret | None = None
     oauth_success_url: str | None = None
     oauth_state_ttl_seconds: int = 600
+    oauth_start_rate_per_minute: int = 60
     http_timeout_seconds: float = 10.0
     # Worker (handlers/)
     worker_max_tries: int = 5
@@ -90,6 +94,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     profile_fetch_debounce_seconds: int = 300
     profile_sweep_interval_minutes: int = 0
     tiktok_rate_limit_per_minute: int = 600
+    dead_letter_max_entries: int = 10_000
+    dead_letter_max_age_seconds: int = 30 * 24 * 3600
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
@@ -151,6 +157,7 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "REDIS_TIMEOUT_SECONDS": "redis_timeout_seconds",
     "REDIS_SENTINELS": "redis_sentinels",
     "REDIS_SENTINEL_MASTER": "redis_sentinel_master",
+    "REDIS_SENTINEL_TLS": "redis_sentinel_tls",
     "WEBHOOK_TOLERANCE_SECONDS": "webhook_tolerance_seconds",
     "WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
     "WEBHOOK_DEDUPE_TTL_SECONDS": "webhook_dedupe_ttl_seconds",
@@ -172,6 +179,7 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "ADMIN_TOKEN": "admin_token",
     "OAUTH_SUCCESS_URL": "oauth_success_url",
     "OAUTH_STATE_TTL_SECONDS": "oauth_state_ttl_seconds",
+    "OAUTH_START_RATE_PER_MINUTE": "oauth_start_rate_per_minute",
     "HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
     "WORKER_MAX_TRIES": "worker_max_tries",
     "WORKER_RETRY_BASE_SECONDS": "worker_retry_base_seconds",
@@ -187,6 +195,8 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "PROFILE_FETCH_DEBOUNCE_SECONDS": "profile_fetch_debounce_seconds",
     "PROFILE_SWEEP_INTERVAL_MINUTES": "profile_sweep_interval_minutes",
     "TIKTOK_RATE_LIMIT_PER_MINUTE": "tiktok_rate_limit_per_minute",
+    "DEAD_LETTER_MAX_ENTRIES": "dead_letter_max_entries",
+    "DEAD_LETTER_MAX_AGE_SECONDS": "dead_letter_max_age_seconds",
 }
 _LIST_FIELDS: Final = frozenset(
     {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules", "redis_sentinels"}
@@ -327,6 +337,10 @@ def _validate(settings: Settings, problems: list[str]) -> None:
     url = urlsplit(settings.redis_url.reveal())
     if url.scheme not in ("redis", "rediss", "unix"):
         problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
+    if settings.redis_sentinel_tls and url.scheme != "rediss":
+        problems.append(
+            "REDIS_SENTINEL_TLS uses the TLS options of REDIS_URL: start it with rediss://"
+        )
     for name, value in (
         ("TIKTOK_AUTH_URL", settings.tiktok_auth_url),
         ("TIKTOK_API_BASE_URL", settings.tiktok_api_base_url),
@@ -334,6 +348,24 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             problems.append(f"{name} must be an absolute URL")
+        elif parts.scheme == "http" and not settings.is_development:
+            problems.append(
+                f"{name} uses http://, which would send codes and tokens in clear: use "
+                "https:// (http is only allowed with TIKTOK_WEBHOOKS_ENV=development)"
+            )
+    if settings.oauth_success_url is not None:
+        success = urlsplit(settings.oauth_success_url)
+        relative = not success.scheme and not success.netloc and success.path.startswith("/")
+        if not relative and (success.scheme not in ("http", "https") or not success.netloc):
+            problems.append(
+                "OAUTH_SUCCESS_URL must be an http(s) URL or a path starting with /, "
+                "e.g. https://app.example.com/connected"
+            )
+    if settings.webhook_tolerance_seconds > settings.webhook_dedupe_ttl_seconds:
+        problems.append(
+            "WEBHOOK_TOLERANCE_SECONDS must not exceed WEBHOOK_DEDUPE_TTL_SECONDS: a delivery "
+            "replayed after its dedupe key expired would still verify"
+        )
     if settings.tiktok_redirect_uri is not None:
         problem = redirect_uri_problem(
             settings.tiktok_redirect_uri, development=settings.is_development
@@ -350,6 +382,10 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         ("TOKEN_REFRESH_MARGIN_SECONDS", settings.token_refresh_margin_seconds, 0),
         ("WEBHOOK_CAPTURE_MAX_ENTRIES", settings.webhook_capture_max_entries, 1),
         ("WEBHOOK_CAPTURE_MAX_AGE_SECONDS", settings.webhook_capture_max_age_seconds, 1),
+        ("OAUTH_START_RATE_PER_MINUTE", settings.oauth_start_rate_per_minute, 0),
+        ("DEAD_LETTER_MAX_ENTRIES", settings.dead_letter_max_entries, 1),
+        ("DEAD_LETTER_MAX_AGE_SECONDS", settings.dead_letter_max_age_seconds, 3600),
+        ("OAUTH_STATE_TTL_SECONDS", settings.oauth_state_ttl_seconds, 1),
     )
     for env_name, number, low in minimums:
         if number < low:
@@ -390,7 +426,7 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
     for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token"):
         if isinstance(raw.get(field), str) and not raw[field].strip():
             del raw[field]
-    for flag_field in ("tiktok_use_pkce", "webhook_capture"):
+    for flag_field in ("tiktok_use_pkce", "webhook_capture", "redis_sentinel_tls"):
         if isinstance(raw.get(flag_field), str):
             flag = raw[flag_field].strip().lower()
             if flag in ("1", "true", "yes", "on"):

@@ -1,5 +1,6 @@
 """The admin API under `/sandbox/`: seed users and apps, change settings, move the clock,
 inject faults and read the call log. JSON in and out, no auth: it is a local simulator.
+Calls that change state must be same-origin and JSON, so no web page can make them.
 """
 
 from __future__ import annotations
@@ -41,8 +42,40 @@ class Advance(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seconds: Annotated[float, msgspec.Meta(ge=0)]
 
 
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def cross_site_problem(request: Request) -> AdminError | None:
+    """Why a changing admin call may come from a web page of another site, or None.
+
+    Browsers let any page send "simple" cross-site POSTs (a form, or `text/plain` from
+    a script), which could purge users of a running dev stack. A call that changes state
+    must not come from another origin, and a body must be JSON (which a page of another
+    site cannot send without a CORS preflight, which this API never allows).
+    """
+    if request.method not in _UNSAFE_METHODS:
+        return None
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return AdminError(403, "cross_site", "Cross-site calls to the admin API are refused.")
+    origin = request.headers.get("origin")
+    if origin is not None:
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if origin != own:
+            return AdminError(403, "cross_site", "Cross-site calls to the admin API are refused.")
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and media_type != "application/json":
+        return AdminError(415, "invalid_params", "The admin API takes application/json bodies.")
+    return None
+
+
 def admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
+        refused = cross_site_problem(request)
+        if refused is not None:
+            return admin_error(refused.status, refused.code, refused.message)
         try:
             return await handler(request, get_state(request))
         except AdminError as exc:

@@ -14,6 +14,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -39,6 +40,10 @@ _WEBHOOK_DEFAULTS = WebhookSettings()
 DEFAULT_URL = "http://127.0.0.1:9300"
 
 
+# The client secret from the environment: command lines are visible to every local user.
+SECRET_ENV = "TIKTOK_SANDBOX_CLIENT_SECRET"
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", dest="sandbox_host", default="127.0.0.1")
     parser.add_argument("--port", dest="sandbox_port", type=int, default=9300)
@@ -47,7 +52,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         dest="sandbox_client_key",
         help="register this app (default: sandbox_client_key / sandbox_client_secret)",
     )
-    parser.add_argument("--client-secret", dest="sandbox_client_secret")
+    parser.add_argument(
+        "--client-secret",
+        dest="sandbox_client_secret",
+        default=os.environ.get(SECRET_ENV) or None,
+        help=f"the app's client secret (default: ${SECRET_ENV}, which keeps it out of `ps`)",
+    )
     parser.add_argument(
         "--redirect-uri",
         dest="sandbox_redirect_uris",
@@ -156,7 +166,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     elif key and secret:
         app = AppConfig(client_key=key, client_secret=secret, redirect_uris=uris)
     else:
-        raise ValueError("--client-key and --client-secret go together")
+        raise ValueError(f"--client-key and --client-secret (or ${SECRET_ENV}) go together")
     if args.sandbox_callback_url is not None:
         problem = callback_url_problem(args.sandbox_callback_url)
         if problem is not None:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import httpx
 
+from receiver.private_files import open_private, write_private
 from receiver.testing.redis_server import free_port
 from receiver.vault.crypto import generate_key
 
@@ -61,11 +62,11 @@ def load_or_create_env(data_dir: Path) -> dict[str, str]:
     missing = {name: make() for name, make in wanted.items() if not values.get(name)}
     if missing:
         values |= missing
-        path.write_text(
+        write_private(
+            path,
             "# Made by `tiktok-webhooks dev`: development credentials, not TikTok's.\n"
-            + "".join(f"{name}={value}\n" for name, value in values.items())
+            + "".join(f"{name}={value}\n" for name, value in values.items()),
         )
-        path.chmod(0o600)
     return values
 
 
@@ -121,7 +122,7 @@ class Supervisor:
         self.quiet = quiet
 
     def start(self, child: Child, timeout: float = 30.0) -> None:
-        log = child.log_path.open("ab")
+        log = open_private(child.log_path, append=True)
         child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
             child.argv,
             env=child.env,
@@ -178,7 +179,7 @@ class Supervisor:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     creds = load_or_create_env(data_dir)
     port: int = args.port
     sandbox_port: int = args.sandbox_port or free_port()
@@ -216,19 +217,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
             "TIKTOK_SCOPES": args.scopes,
         }
         # So `tiktok-webhooks status|tokens|dlq ...` in another shell reach this stack.
-        (data_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in wiring.items()))
+        write_private(data_dir / "stack.env", "".join(f"{k}={v}\n" for k, v in wiring.items()))
         service_env = env | creds | wiring
         supervisor.start(
             Child(
                 "sandbox",
                 [*CLI, "sandbox", "--port", str(sandbox_port),
                  "--client-key", creds["TIKTOK_CLIENT_KEY"],
-                 "--client-secret", creds["TIKTOK_CLIENT_SECRET"],
                  "--redirect-uri", redirect_uri,
                  "--callback-url", f"{base}/webhooks/tiktok",
                  "--webhook-time-scale", str(args.webhook_time_scale),
                  "--interactive"],
-                env,
+                # The secret goes by environment: a command line is visible to all users.
+                env | {"TIKTOK_SANDBOX_CLIENT_SECRET": creds["TIKTOK_CLIENT_SECRET"]},
                 _answers(f"{sandbox}/sandbox/users"),
                 data_dir / "sandbox.log",
             )

@@ -3,7 +3,9 @@
 Each check reads the raw values (environment over the --config file), so one bad value
 does not hide the others, then the network is tried: Redis, and TikTok's token endpoint
 (unauthenticated, then with the client key and secret and a dummy code). One line per
-check, ``OK`` or ``FAIL`` with what to fix; exit status 1 if anything failed.
+check, ``OK`` or ``FAIL`` with what to fix; exit status 1 if anything failed. ``WARN``
+marks a setting that works but weakens security or safety (a TLS check turned off, a
+Redis without `maxmemory`); it does not fail the run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
+from receiver.redis_conn import check_hostname
 from receiver.secrets import Secret
+from receiver.security_checks import is_loopback_host, security_warnings
 from receiver.settings import (
     DEFAULT_API_BASE_URL,
     ConfigError,
@@ -70,9 +74,15 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False
 
     def line(self) -> str:
-        return f"{'OK' if self.ok else 'FAIL':<4} {self.name}: {self.detail}"
+        label = "FAIL" if not self.ok else "WARN" if self.warning else "OK"
+        return f"{label:<4} {self.name}: {self.detail}"
+
+
+def _warn(name: str, detail: str) -> Check:
+    return Check(name, True, detail, warning=True)
 
 
 def _ok(name: str, detail: str) -> Check:
@@ -212,7 +222,8 @@ def _admin_token(raw: dict[str, str]) -> Check:
 
 def _settings(environ: Mapping[str, str], config_path: Path | None) -> Iterator[Check]:
     try:
-        check_web_features(load_settings(environ, config_path))
+        settings = load_settings(environ, config_path)
+        check_web_features(settings)
     except ConfigError as exc:
         rest = [p for p in exc.problems if not any(name in p for name in _COVERED)]
         for problem in rest:
@@ -221,28 +232,73 @@ def _settings(environ: Mapping[str, str], config_path: Path | None) -> Iterator[
             yield _fail("settings", "the service would refuse to start (see above)")
         return
     yield _ok("settings", "the service accepts this configuration")
+    warnings = security_warnings(settings)
+    url = urlsplit(settings.redis_url.reveal())
+    if (
+        url.scheme == "redis"
+        and not settings.redis_sentinels
+        and not is_loopback_host(url.hostname)
+    ):
+        warnings.append(
+            f"REDIS_URL reaches {url.hostname} without TLS: the password and the tokens "
+            "cross the network in clear; use rediss:// unless that network is private"
+        )
+    for warning in warnings:
+        yield _warn("security", warning)
+    if not warnings:
+        yield _ok("security", "no weakened settings (TLS checks on, TikTok's https URLs)")
 
 
-def _redis(raw: dict[str, str]) -> Check:
+def _redis(raw: dict[str, str]) -> Iterator[Check]:
     url = raw.get("REDIS_URL", "redis://127.0.0.1:6379/0").strip()
     parts = urlsplit(url)
     where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
     try:
         timeout = float(raw.get("REDIS_TIMEOUT_SECONDS", "2"))
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        # Host name checked on rediss:// as the services do (options in the URL win).
+        tls = {"ssl_check_hostname": check_hostname(url)} if parts.scheme == "rediss" else {}
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, **tls
+        )
         try:
             client.ping()
             info: Any = client.info("server")
+            memory: Any = client.info("memory")
         finally:
             client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
         # Messages name host and port, never the password; strip it anyway if one slipped in.
         text = str(exc).replace(parts.password, "***") if parts.password else str(exc)
-        return _fail(
+        yield _fail(
             "redis",
             f"{where}: {type(exc).__name__}: {text} (check REDIS_URL and that Redis is running)",
         )
-    return _ok("redis", f"{where} answers (Redis {info.get('redis_version', '?')})")
+        return
+    yield _ok("redis", f"{where} answers (Redis {info.get('redis_version', '?')})")
+    yield redis_memory(memory)
+
+
+def redis_memory(memory: Mapping[str, Any]) -> Check:
+    """`maxmemory` and its policy, from INFO memory (CONFIG may be disabled on managed Redis)."""
+    limit = int(memory.get("maxmemory", 0) or 0)
+    policy = str(memory.get("maxmemory_policy", "?"))
+    if policy != "noeviction":
+        return _fail(
+            "redis memory",
+            f"maxmemory-policy is {policy}: a full Redis would evict queued jobs, dedupe keys "
+            "or tokens; set maxmemory-policy noeviction (docs/operations.md)",
+        )
+    if limit == 0:
+        return _warn(
+            "redis memory",
+            "no maxmemory: Redis grows until the machine runs out of memory; set maxmemory "
+            "with maxmemory-policy noeviction (docs/operations.md)",
+        )
+    used = int(memory.get("used_memory", 0) or 0)
+    return _ok(
+        "redis memory",
+        f"maxmemory {limit} bytes ({used * 100 // limit}% used), policy noeviction",
+    )
 
 
 def _tiktok(raw: dict[str, str]) -> Iterator[Check]:
@@ -316,6 +372,6 @@ def run_checks(environ: Mapping[str, str], config_path: Path | None) -> list[Che
     checks.extend(_credentials(raw))
     checks += [_redirect_uri(raw), _scopes(raw), _encryption_keys(raw), _admin_token(raw)]
     checks.extend(_settings(environ, config_path))
-    checks.append(_redis(raw))
+    checks.extend(_redis(raw))
     checks.extend(_tiktok(raw))
     return checks

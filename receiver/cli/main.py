@@ -17,6 +17,7 @@ from receiver import __version__
 from receiver.ingest.delivery import build_body, signed_headers
 from receiver.ingest.examples import EXAMPLE_CONTENT
 from receiver.ingest.signature import signature_header
+from receiver.logs import configure_logging, log_format
 from receiver.settings import ConfigError, Settings, load_settings_from_env
 
 Command = Callable[[argparse.Namespace], int]
@@ -41,7 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ]
         )
     from receiver.cli.serving import protocol_class, startup_limits
+    from receiver.security_checks import log_security_warnings
 
+    log_security_warnings(settings)
     app = create_app(settings)
     limit_concurrency = startup_limits(args.limit_concurrency)
     # Everything imported and built so far lives as long as the process: keep it out of
@@ -61,6 +64,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,
         log_level=args.log_level,
+        # uvicorn's records go through our handler (LOG_FORMAT), not its own.
+        log_config=None,
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=args.graceful_timeout,
@@ -195,9 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        configure_logging(log_format())
+    except ConfigError as exc:
+        print(f"tiktok-webhooks: {exc}", file=sys.stderr)
+        return 2
     # httpx logs every request URL at INFO; ours never carry secrets, but keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     func: Command = args.func

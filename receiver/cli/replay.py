@@ -54,6 +54,7 @@ def cmd_capture_export(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisError
 
     from receiver.ingest.capture import export_capture
+    from receiver.private_files import open_private
     from receiver.redis_conn import create_redis
 
     settings = load_settings_from_env(args.config)
@@ -72,7 +73,8 @@ def cmd_capture_export(args: argparse.Namespace) -> int:
         if to_stdout:
             count = asyncio.run(run(sys.stdout.buffer.write))
         else:
-            with open(partial, "wb") as out:
+            # It holds open_ids and signatures that verify within the tolerance: 0600.
+            with open_private(partial) as out:
                 count = asyncio.run(run(out.write))
             os.replace(partial, path)
     except (RedisError, OSError) as exc:

@@ -170,9 +170,20 @@ async def _revoke(services: TokenServices, vault: TokenVault, open_id: str) -> i
 
 
 async def _reencrypt(services: TokenServices, vault: TokenVault) -> int:
-    count = await vault.reencrypt_all()
-    print(f"re-encrypted {count} token record(s) with the current key")
-    return 0
+    result = await vault.reencrypt_all()
+    print(f"re-encrypted {result.reencrypted} token record(s) with the current key")
+    for name in result.corrupt:
+        print(f"corrupt (marked corrupt, the user must connect again): {name}", file=sys.stderr)
+    for name in result.unknown_key:
+        print(f"skipped, sealed with a key not in TOKEN_ENCRYPTION_KEYS: {name}", file=sys.stderr)
+    if result.complete:
+        return 0
+    print(
+        f"error: {len(result.corrupt) + len(result.unknown_key)} record(s) were not "
+        "re-encrypted (listed above): keep the old key until they are dealt with",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
@@ -215,5 +226,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for check in checks:
         print(check.line())
     failed = sum(not c.ok for c in checks)
-    print(f"{failed} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks OK")
+    warned = sum(c.ok and c.warning for c in checks)
+    tail = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+    print(
+        f"{failed} of {len(checks)} checks failed{tail}"
+        if failed
+        else f"all {len(checks)} checks OK{tail}"
+    )
     return 1 if failed else 0

@@ -31,6 +31,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # arq logs every job at INFO: at thousands of jobs per second that is the bottleneck.
     logging.getLogger("arq").setLevel(logging.DEBUG if args.log_jobs else logging.WARNING)
     log = logging.getLogger("tiktok_webhooks.worker")
+    from receiver.security_checks import log_security_warnings
+
+    settings.require_worker()  # before the metrics port is taken: a config error is one line
+    log_security_warnings(settings)
     if args.metrics_port:
         from prometheus_client import start_http_server
 
@@ -51,21 +55,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _with_store(args: argparse.Namespace, action: Callable[[Any, Settings], Awaitable[int]]) -> int:
-    from arq.connections import create_pool
-
     from handlers.deadletter import DeadLetterStore
-    from handlers.worker import redis_settings
-    from receiver.ingest.jobs import job_deserializer, job_serializer
+    from handlers.worker import arq_pool
 
     settings = _settings(args)
 
     async def run() -> int:
-        pool = await create_pool(
-            redis_settings(settings),
-            job_serializer=job_serializer,
-            job_deserializer=job_deserializer,
-            default_queue_name=settings.queue_name,
-        )
+        pool = await arq_pool(settings)
         try:
             return await action((pool, DeadLetterStore(pool)), settings)
         finally:

@@ -18,7 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from receiver import metrics
 from receiver.ingest.enqueue import EventQueue, QueueUnavailable
 from receiver.ingest.events import MalformedEvent, decode_envelope, decode_event, event_label
-from receiver.ingest.signature import SignatureError, verify_with_keys
+from receiver.ingest.signature import SignatureError, parse_signature_header, verify_with_keys
 from receiver.settings import Settings
 
 logger = logging.getLogger("tiktok_webhooks.webhook")
@@ -59,13 +59,11 @@ class WebhookEndpoint:
         self._clock = clock
         self._max_body = settings.webhook_max_body_bytes
         self._tolerance = settings.webhook_tolerance_seconds
-        # Secrets encoded once: the HMAC key per app, and all of them for bodies whose
-        # app cannot be read.
+        # Secrets encoded once: the HMAC keys of each app.
         self._keys: dict[str, tuple[bytes, ...]] = {
             app.client_key: tuple(s.reveal().encode() for s in app.client_secrets)
             for app in settings.apps
         }
-        self._all_keys: tuple[bytes, ...] = tuple(k for ks in self._keys.values() for k in ks)
         self._retry_after = str(settings.webhook_retry_after_seconds).encode()
         self._body_timeout = settings.webhook_body_timeout_seconds
 
@@ -124,18 +122,18 @@ class WebhookEndpoint:
         except MalformedEvent:
             envelope = None
         if envelope is None:
-            # The app cannot be known, so try every configured secret: a valid
-            # signature over a broken body is TikTok's (or our) bug, worth a 400.
-            keys = self._all_keys
-            label = metrics.NO_EVENT
-        else:
-            label = event_label(envelope.event)
-            app_keys = self._keys.get(envelope.client_key)
-            if app_keys is None:
-                raise _Reject(
-                    401, "unknown_app", "client_key is not configured", "unknown_app", label
-                )
-            keys = app_keys
+            # Not an envelope, so the app (and its secret) cannot be known: answer before
+            # any HMAC work, which would otherwise be spent on every configured secret.
+            # Only the header's form is checked (cheap): without one it is a 401.
+            try:
+                parse_signature_header(signature)
+            except SignatureError as exc:
+                raise _Reject(401, "invalid_signature", str(exc), "invalid_signature") from None
+            raise _Reject(400, "malformed", "body is not a TikTok webhook envelope", "malformed")
+        label = event_label(envelope.event)
+        keys = self._keys.get(envelope.client_key)
+        if keys is None:
+            raise _Reject(401, "unknown_app", "client_key is not configured", "unknown_app", label)
 
         now = self._clock()
         try:
@@ -152,8 +150,6 @@ class WebhookEndpoint:
         if self.capture is not None:
             self.capture(raw, signature, now)
 
-        if envelope is None:
-            raise _Reject(400, "malformed", "body is not a TikTok webhook envelope", "malformed")
         try:
             event = decode_event(envelope)
         except MalformedEvent as exc:

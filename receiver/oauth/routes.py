@@ -1,15 +1,18 @@
 """Login Kit for Web: `/oauth/tiktok/start` and `/oauth/tiktok/callback` (contract §2.1-2.4).
 
-`start` makes a single-use state bound to the browser (see `oauth_state`) and redirects
-to TikTok. `callback` checks the state, exchanges the code, stores the tokens in the
-vault, marks the user connected and asks the worker to fetch the profile. Every failure is
-a page that says what happened (and, for TikTok errors, the operator hint and TikTok's
-log_id); none shows a token or a secret, and none is a 500.
+`start` makes a single-use state bound to the browser (kept in an encrypted cookie, see
+`receiver.oauth.state`; nothing is written to Redis) and redirects to TikTok; it is rate
+limited per client address. `callback` checks the state, exchanges the code, stores the
+tokens in the vault, marks the user connected and asks the worker to fetch the profile.
+Every failure is a page that says what happened (and, for TikTok errors, the operator
+hint and TikTok's log_id); none shows a token or a secret, and none is a 500.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
@@ -21,7 +24,8 @@ from starlette.routing import Route
 
 from receiver import users
 from receiver.oauth.pages import SECURITY_HEADERS, page, tiktok_error_details
-from receiver.oauth.state import Rejection, StateStore, is_token, new_token, pkce_pair
+from receiver.oauth.ratelimit import StartLimiter
+from receiver.oauth.state import FlowCookies, Rejection, StateChecker, pkce_pair
 from receiver.settings import Settings
 from receiver.tiktok.errors import (
     InvalidGrant,
@@ -39,9 +43,13 @@ CALLBACK_PATH: Final = "/oauth/tiktok/callback"
 # TikTok's codes are well under 200 characters; anything huge is not one.
 _MAX_PARAM_LENGTH: Final = 2048
 _DEFAULT_RETRY_AFTER: Final = 30
+# OAuth error codes (RFC 6749 §4.1.2.1 and TikTok's) are short snake_case words; anything
+# else is logged and shown as "invalid", never as sent.
+_ERROR_CODE: Final = re.compile(r"[a-z0-9_.]{1,64}")
 
 Outcome = Literal[
     "redirected",
+    "rate_limited",
     "connected",
     "denied",
     "invalid_state",
@@ -70,7 +78,13 @@ class OAuthRoutes:
         # `__Host-` cookies are only accepted when Secure, on Path=/ and without Domain.
         self.cookie_name = "__Host-tiktok_oauth" if self.secure_cookie else "tiktok_oauth"
         self.services: TokenServices | None = None
-        self.states: StateStore | None = None
+        self.states: StateChecker | None = None
+        self.cookies = FlowCookies(
+            settings.token_encryption_keys,
+            ttl_seconds=settings.oauth_state_ttl_seconds,
+            binding=self.cookie_name,
+        )
+        self.limiter = StartLimiter(settings.oauth_start_rate_per_minute)
 
     def routes(self) -> list[Route]:
         return [
@@ -80,26 +94,31 @@ class OAuthRoutes:
 
     def attach(self, services: TokenServices | None) -> None:
         self.services = services
-        self.states = (
-            None
-            if services is None
-            else StateStore(services.redis, self.settings.oauth_state_ttl_seconds)
-        )
+        self.states = None if services is None else StateChecker(services.redis, self.cookies)
 
     async def start(self, request: Request) -> Response:
         if self.services is None or self.states is None:
             return self._unavailable("start")
+        now = time.time()
+        wait = self.limiter.allow(request.client.host if request.client else None, now)
+        if wait is not None:
+            return self._done(
+                "start",
+                "rate_limited",
+                page(
+                    429,
+                    "Too many sign-in attempts",
+                    "Too many sign-ins were started from your network. Please wait a minute.",
+                    headers={"Retry-After": str(int(wait))},
+                ),
+            )
         client = self.services.client()
         assert client is not None
-        binding = request.cookies.get(self.cookie_name)
-        if binding is None or not is_token(binding):
-            binding = new_token()
         verifier, challenge = pkce_pair() if self.settings.tiktok_use_pkce else (None, None)
-        try:
-            state = await self.states.create(binding, verifier)
-        except (RedisError, OSError) as exc:
-            logger.warning("OAuth start: Redis unavailable (%s)", type(exc).__name__)
-            return self._unavailable("start")
+        state, expires_at = self.cookies.new_state(now)
+        cookie = self.cookies.started(
+            request.cookies.get(self.cookie_name), state, verifier, expires_at, now
+        )
         url = client.authorize_url(
             state=state,
             redirect_uri=self.redirect_uri,
@@ -109,7 +128,7 @@ class OAuthRoutes:
         response = RedirectResponse(url, status_code=302, headers=SECURITY_HEADERS)
         response.set_cookie(
             self.cookie_name,
-            binding,
+            cookie,
             max_age=self.settings.oauth_state_ttl_seconds,
             path="/",
             secure=self.secure_cookie,
@@ -148,7 +167,8 @@ class OAuthRoutes:
 
         error = params.get("error")
         if error:
-            return self._tiktok_refused(error, params.get("error_description") or "")
+            error_code = error if _ERROR_CODE.fullmatch(error) else "invalid"
+            return self._tiktok_refused(error_code, params.get("error_description") or "")
         code = params.get("code")
         if not code:
             return self._bad_request("TikTok's response has neither a code nor an error.")

@@ -24,8 +24,10 @@ class SandboxHandle:
     redirect_uri: str = TEST_REDIRECT_URI
 
     def settings_env(self) -> dict[str, str]:
-        """Environment variables that point the service at this sandbox."""
+        """Environment variables that point the service at this sandbox (over http, which
+        only TIKTOK_WEBHOOKS_ENV=development allows)."""
         return {
+            "TIKTOK_WEBHOOKS_ENV": "development",
             "TIKTOK_API_BASE_URL": self.base_url,
             "TIKTOK_AUTH_URL": f"{self.base_url}/v2/auth/authorize/",
         }

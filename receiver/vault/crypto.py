@@ -36,6 +36,11 @@ class TokenDecryptError(Exception):
     """A blob cannot be decrypted: unknown key, tampering, wrong record, or garbage."""
 
 
+class UnknownKey(TokenDecryptError):
+    """The blob was sealed with a key that is not configured (a settings problem: the
+    blob itself may be fine)."""
+
+
 def generate_key() -> str:
     """A new random key in the format TOKEN_ENCRYPTION_KEYS expects."""
     return base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
@@ -104,7 +109,7 @@ class TokenCipher:
         key_id = blob[1 : 1 + _KEY_ID_BYTES]
         aead = self._keys.get(key_id)
         if aead is None:
-            raise TokenDecryptError(
+            raise UnknownKey(
                 f"encrypted with key id {key_id.hex()}, which is not in "
                 "TOKEN_ENCRYPTION_KEYS: add the old key back (after the current one)"
             )

@@ -25,6 +25,9 @@ class TokenStatus(StrEnum):
     ACTIVE = "active"
     NEEDS_REAUTH = "needs_reauth"
     REVOKED = "revoked"
+    # The stored tokens cannot be opened with a configured key (tampered with, damaged):
+    # kept for inspection, out of the refresh sweep; the user must connect again.
+    CORRUPT = "corrupt"
 
 
 class TokenRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +104,37 @@ def parse_record(client_key: str, open_id: str, fields: Mapping[str, str]) -> To
         updated_at=float(fields["updated_at"]),
         version=int(fields.get("version", "0")),
     )
+
+
+def corrupt_placeholder(client_key: str, open_id: str, fields: Mapping[str, str]) -> TokenRecord:
+    """A record whose metadata is damaged, as listings show it (status `corrupt`)."""
+
+    def number(name: str) -> float:
+        try:
+            return float(fields.get(name, "0"))
+        except ValueError:
+            return 0.0
+
+    return TokenRecord(
+        client_key=client_key,
+        open_id=open_id,
+        status=TokenStatus.CORRUPT,
+        scopes=(),
+        expires_at=number("expires_at"),
+        refresh_expires_at=number("refresh_expires_at"),
+        updated_at=number("updated_at"),
+        version=int(number("version")),
+    )
+
+
+# Mark a record corrupt (if it still exists) and take it out of the refresh sweep.
+MARK_CORRUPT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'corrupt', 'updated_at', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 def as_text(value: bytes | str) -> str:

@@ -7,6 +7,8 @@ half-configured deployment refuses to start instead of failing at the first requ
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,6 +22,15 @@ from receiver.vault.crypto import TokenCipher
 from receiver.vault.vault import TokenVault
 
 MIN_ADMIN_TOKEN_LENGTH: Final = 32
+# By the characters' frequencies: `keygen` gives ~200, a 32-digit hex token ~110, one
+# repeated character 0.
+MIN_ADMIN_TOKEN_BITS: Final = 96
+
+
+def estimated_bits(token: str) -> float:
+    """An upper estimate of a token's entropy from its characters' frequencies (Shannon)."""
+    counts = Counter(token)
+    return -sum(n * math.log2(n / len(token)) for n in counts.values())
 
 
 def oauth_enabled(settings: Settings) -> bool:
@@ -49,6 +60,11 @@ def check_web_features(settings: Settings) -> None:
             problems.append(
                 f"ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LENGTH} characters: use a "
                 "random value, e.g. the output of `tiktok-webhooks keygen`"
+            )
+        elif estimated_bits(settings.admin_token.reveal()) < MIN_ADMIN_TOKEN_BITS:
+            problems.append(
+                "ADMIN_TOKEN looks guessable (too few different characters): use a random "
+                "value, e.g. the output of `tiktok-webhooks keygen`"
             )
         if not settings.apps:
             problems.append(

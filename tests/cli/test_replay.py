@@ -64,6 +64,8 @@ def test_capture_export_then_replay(redis_url: str, other_db_url: str, tmp_path:
     assert {line["event"] for line in lines} == {"authorization.removed"}
     assert all(line["signature"].startswith("t=") for line in lines)
     assert not (tmp_path / "captured.jsonl.partial").exists()
+    # It holds open_ids and signatures valid within the tolerance: its owner's only.
+    assert out.stat().st_mode & 0o777 == 0o600
 
     to_stdout = run("capture", "export", "-", REDIS_URL=redis_url)
     assert to_stdout.stdout.encode() == out.read_bytes()

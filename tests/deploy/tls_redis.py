@@ -23,6 +23,13 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def _alt_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(
@@ -33,8 +40,10 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     )
 
 
-def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """(CA certificate, server certificate, server key) for localhost and 127.0.0.1."""
+def make_certificates(
+    directory: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) for `names` (host names or IPs)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -51,16 +60,14 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
+        .subject_name(_name(names[0]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_alt_name(name) for name in names]),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -78,7 +85,12 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class TlsRedisServer:
-    def __init__(self, workdir: Path, password: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        password: str,
+        names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
@@ -86,7 +98,7 @@ class TlsRedisServer:
         self.workdir = workdir
         self.password = password
         self.port = free_port()
-        self.ca, self.cert, self.key = make_certificates(workdir / "tls")
+        self.ca, self.cert, self.key = make_certificates(workdir / "tls", names)
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, **query: str) -> str:
@@ -114,6 +126,7 @@ class TlsRedisServer:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         context = ssl.create_default_context(cafile=str(self.ca))
+        context.check_hostname = False  # the certificate may name another host on purpose
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

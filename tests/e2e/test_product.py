@@ -254,3 +254,24 @@ def test_the_whole_product(stack: Stack) -> None:
         metric(worker_text, "tiktok_worker_jobs_total", function="fetch_profile", outcome="ok") >= 1
     )
     assert metric(worker_text, "tiktok_api_requests_total", endpoint="user_info") >= 1
+
+
+def test_the_dev_stack_keeps_its_secrets_private(stack: Stack) -> None:
+    secrets = dict(
+        line.split("=", 1)
+        for line in (stack.data_dir / "env").read_text().splitlines()
+        if "=" in line
+    )
+    for name in ("env", "stack.env", "receiver.log", "sandbox.log"):
+        assert (stack.data_dir / name).stat().st_mode & 0o777 == 0o600, name
+    # The sandbox gets the client secret by environment: no command line shows it.
+    sandbox = pid_of("sandbox", "--client-key")
+    argv = Path(f"/proc/{sandbox}/cmdline").read_bytes()
+    assert secrets["TIKTOK_CLIENT_SECRET"].encode() not in argv
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert secrets["TIKTOK_CLIENT_SECRET"].encode() not in cmdline

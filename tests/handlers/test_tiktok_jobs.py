@@ -23,6 +23,7 @@ from tests.worker_support import deliver, drain, worker_settings
 def settings_for(redis_url: str, sandbox_url: str, **env: str) -> Settings:
     return worker_settings(
         redis_url,
+        TIKTOK_WEBHOOKS_ENV="development",
         TIKTOK_API_BASE_URL=sandbox_url,
         TIKTOK_AUTH_URL=f"{sandbox_url}/v2/auth/authorize/",
         **env,

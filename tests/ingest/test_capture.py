@@ -77,13 +77,17 @@ def test_capture_on_stores_verified_deliveries_byte_exact(redis_url: str) -> Non
         (odd, signed_headers(CLIENT_SECRET, odd), 200),
         (normal, normal_headers, 200),
         (normal, normal_headers, 200),  # a duplicate is a delivery too
-        (not_json, signed_headers(CLIENT_SECRET, not_json), 400),  # verified, then malformed
     ]
     unverified, _ = delivery(open_id="user-2")
     before = time.time()
     with running_receiver(settings, ON) as url:
         for body, headers, status in sent:
             assert httpx.post(url, content=body, headers=headers).status_code == status
+        # Not an envelope: refused before any signature check, so never verified or kept.
+        not_envelope = httpx.post(
+            url, content=not_json, headers=signed_headers(CLIENT_SECRET, not_json)
+        )
+        assert not_envelope.status_code == 400
         bad_headers = signed_headers("not the secret", unverified)
         assert httpx.post(url, content=unverified, headers=bad_headers).status_code == 401
         stale_headers = signed_headers(CLIENT_SECRET, unverified, timestamp=int(before) - 3600)

@@ -12,7 +12,7 @@ BASE = {"TIKTOK_CLIENT_KEY": "ck", "TIKTOK_CLIENT_SECRET": "s1"}
 def test_defaults() -> None:
     settings = load_settings(BASE)
     assert settings.webhook_tolerance_seconds == 300
-    assert settings.webhook_max_body_bytes == 1024 * 1024
+    assert settings.webhook_max_body_bytes == 64 * 1024
     assert settings.webhook_dedupe_ttl_seconds >= 72 * 3600
     assert [app.client_key for app in settings.apps] == ["ck"]
 

@@ -183,6 +183,21 @@ async def test_unsigned_broken_body_is_401_not_400(client: httpx.AsyncClient) ->
     assert response.status_code == 401
 
 
+@pytest.mark.parametrize("timestamp", [None, 1])
+async def test_a_body_that_is_no_envelope_is_refused_without_checking_the_hmac(
+    client: httpx.AsyncClient, store: Store, timestamp: int | None
+) -> None:
+    """Which app's secret would apply is unknown: no HMAC is computed, so a wrong or a
+    stale signature over such a body is answered the same as a right one."""
+    body = b'["not", "an", "envelope"]'
+    response = await client.post(
+        URL, content=body, headers=signed_headers("not the secret", body, timestamp=timestamp)
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed"
+    assert store.zcard("arq:queue") == 0
+
+
 async def test_body_over_cap_by_content_length_413(redis_url: str, store: Store) -> None:
     settings = make_settings(redis_url, WEBHOOK_MAX_BODY_BYTES="2048")
     async with app_client(create_app(settings)) as client:

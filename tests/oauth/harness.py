@@ -36,6 +36,8 @@ USERS: Final = ("alice", "bob")
 
 def oauth_settings(redis_url: str, sandbox_url: str, **env: str) -> Settings:
     base = {
+        # The sandbox speaks http on loopback, which only development allows.
+        "TIKTOK_WEBHOOKS_ENV": "development",
         "TIKTOK_API_BASE_URL": sandbox_url,
         "TIKTOK_AUTH_URL": f"{sandbox_url}/v2/auth/authorize/",
         "TIKTOK_REDIRECT_URI": REDIRECT_URI,

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-import msgspec
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from receiver import keys, users
 from receiver.ingest.jobs import FETCH_PROFILE, job_deserializer
+from receiver.oauth.state import FlowCookies
+from receiver.secrets import Secret
 from receiver.vault.vault import TokenStatus, token_key
 from tests.factories import CLIENT_KEY
 from tests.oauth.conftest import Tiktok
 from tests.oauth.harness import (
+    ENCRYPTION_KEY,
     REDIRECT_URI,
     oauth_settings,
     redis_dump,
@@ -55,17 +58,18 @@ async def test_start_redirects_to_the_authorize_url_with_a_bound_state(
         f"{tiktok.url}/v2/auth/authorize/"
     )
     query = parse_qs(location.query, keep_blank_values=True)
-    assert {name: values[0] for name, values in query.items() if name != "state"} == {
+    pkce = ("state", "code_challenge", "code_challenge_method")
+    assert {name: values[0] for name, values in query.items() if name not in pkce} == {
         "client_key": CLIENT_KEY,
         "scope": "user.info.basic,video.list",
         "response_type": "code",
         "redirect_uri": REDIRECT_URI,
     }
-    assert "code_challenge" not in query
+    assert query["code_challenge_method"] == ["S256"]  # PKCE is on by default
     state = query["state"][0]
     assert len(state) >= 43
-    ttl = await redis_client.ttl(keys.OAUTH_STATE_PREFIX + state)
-    assert 590 <= ttl <= 600
+    # The pending flow lives in the browser's cookie: nothing is stored for a start.
+    assert await redis_client.dbsize() == 0
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("__Host-tiktok_oauth=")
     attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
@@ -136,17 +140,22 @@ async def test_pkce_sends_an_s256_challenge_and_the_verifier_kept_with_the_state
         authorize = await browser.start()
         query = parse_qs(urlsplit(authorize).query)
         assert query["code_challenge_method"] == ["S256"]
-        raw = await redis_client.get(keys.OAUTH_STATE_PREFIX + query["state"][0])
-        assert raw is not None
-        verifier = cast(str, msgspec.json.decode(raw)["code_verifier"])
-        digest = hashlib.sha256(verifier.encode()).digest()
-        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-        assert query["code_challenge"] == [challenge]
-        assert verifier not in authorize
-
+        cookies = FlowCookies(
+            [Secret(ENCRYPTION_KEY)],
+            ttl_seconds=600,
+            binding="__Host-tiktok_oauth",
+        )
+        [flow] = cookies.open(browser.http.cookies["__Host-tiktok_oauth"], time.time())
+        assert flow.state == query["state"][0]
+        verifier = cast(str, flow.code_verifier)
+        # The sandbox checks the verifier against the challenge, as TikTok does.
         response = await browser.http.get(await browser.authorize(authorize, "bob"))
         assert response.status_code == 200, response.text
-    # The state record (and with it the verifier) is gone once used.
+    digest = hashlib.sha256(verifier.encode()).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert query["code_challenge"] == [challenge]
+    assert verifier not in authorize
+    # The verifier travelled only in the encrypted cookie: never stored in Redis.
     assert verifier.encode() not in await redis_dump(redis_client)
     assert (await redis_client.hget(token_key(CLIENT_KEY, "bob"), "status")) == b"active"  # type: ignore[misc]
 

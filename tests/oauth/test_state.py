@@ -78,16 +78,26 @@ async def test_state_expires_with_its_ttl(
     await nothing_connected(redis_client, tiktok)
 
 
-async def test_state_deleted_from_redis_is_unknown(
+async def test_a_used_marker_is_all_redis_holds_and_refuses_a_replay(
     redis_url: str, redis_client: aioredis.Redis, tiktok: Tiktok
 ) -> None:
     async with running(oauth_settings(redis_url, tiktok.url)) as browser:
         callback = await browser.authorize(await browser.start())
-        state = parse_qs(urlsplit(callback).query)["state"][0]
-        assert await redis_client.delete(keys.OAUTH_STATE_PREFIX + state) == 1
-        response = await browser.http.get(callback)
-    assert response.status_code == 400
-    assert "unknown or has expired" in response.text
+        assert await redis_client.dbsize() == 0  # a started flow stores nothing
+        assert (await browser.http.get(callback)).status_code == 200
+        [marker] = [k async for k in redis_client.scan_iter(keys.OAUTH_USED_PREFIX + "*")]
+        assert 0 < await redis_client.ttl(marker) <= 601
+        assert len(await redis_client.get(marker) or b"") < 8
+        # The same callback again, in this browser and in a fresh one: both refused.
+        assert "already used" in (await browser.http.get(callback)).text
+        other = Browser(browser.app)
+        try:
+            again = await other.http.get(callback)
+        finally:
+            await other.http.aclose()
+    assert again.status_code == 400
+    assert "already used" in again.text
+    assert len(await tiktok.calls("token")) == 1
 
 
 async def test_callback_in_another_browser_is_refused(
@@ -99,7 +109,7 @@ async def test_callback_in_another_browser_is_refused(
         callback = await attacker.authorize(await attacker.start(), "bob")
         victim = Browser(attacker.app)
         try:
-            await victim.start()  # the victim has a binding cookie of their own
+            await victim.start()  # the victim has a sign-in cookie of their own
             response = await victim.http.get(callback)
             assert response.status_code == 400
             assert "started in another browser" in response.text
@@ -120,9 +130,17 @@ async def test_callback_in_another_browser_is_refused(
 async def test_a_forged_cookie_does_not_match(redis_url: str, tiktok: Tiktok) -> None:
     async with running(oauth_settings(redis_url, tiktok.url)) as browser:
         callback = await browser.authorize(await browser.start())
-        browser.http.cookies.set("__Host-tiktok_oauth", "B" * 43, domain="receiver.example")
-        response = await browser.http.get(callback)
-    assert response.status_code == 400
+        genuine = browser.http.cookies["__Host-tiktok_oauth"]
+        forged = [
+            "B" * 43,
+            genuine[:-4] + ("AAAA" if not genuine.endswith("AAAA") else "BBBB"),
+            genuine[:20],
+        ]
+        for value in forged:
+            browser.http.cookies.set("__Host-tiktok_oauth", value, domain="receiver.example")
+            response = await browser.http.get(callback)
+            assert response.status_code == 400
+            assert "started in another browser" in response.text
 
 
 async def test_repeated_parameters_are_refused(redis_url: str, tiktok: Tiktok) -> None:

@@ -44,12 +44,50 @@ def test_create_user_errors(sandbox: SandboxClient, body: object, status: int, c
 
 
 def test_admin_rejects_broken_json(sandbox: SandboxClient) -> None:
-    response = sandbox.http.post("/sandbox/users", content=b"{not json")
+    response = sandbox.http.post(
+        "/sandbox/users", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["error"] == {
         "code": "invalid_params",
         "message": "The body is not valid JSON.",
     }
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        # What a web page of another site can send without asking (a "simple" request).
+        ({"Content-Type": "text/plain", "Origin": "https://evil.example"}, 403),
+        ({"Content-Type": "text/plain"}, 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ({"Content-Type": "application/json", "Origin": "https://evil.example"}, 403),
+        ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, 403),
+    ],
+)
+def test_admin_refuses_what_a_web_page_could_send(
+    sandbox: SandboxClient, headers: dict[str, str], status: int
+) -> None:
+    body = b'{"client_key": null}'
+    grants = sandbox.http.get(f"/sandbox/users/{ALICE}/grants").json()
+    response = sandbox.http.post(
+        f"/sandbox/users/{ALICE}/deauthorize", content=body, headers=headers
+    )
+    assert response.status_code == status
+    # Alice still has her grants: nothing was purged.
+    assert sandbox.http.get(f"/sandbox/users/{ALICE}/grants").json() == grants
+    empty = sandbox.http.post("/sandbox/reset", headers={"Origin": "https://evil.example"})
+    assert empty.status_code == 403
+
+
+def test_admin_accepts_same_origin_json(sandbox: SandboxClient) -> None:
+    origin = str(sandbox.http.base_url).rstrip("/")
+    response = sandbox.http.post(
+        "/sandbox/clock/advance",
+        content=b'{"seconds": 1}',
+        headers={"Content-Type": "application/json", "Origin": origin},
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_update_user(sandbox: SandboxClient) -> None:

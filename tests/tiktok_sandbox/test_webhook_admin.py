@@ -101,7 +101,9 @@ def test_trigger_validation(sandbox: SandboxClient, hooks: Webhooks) -> None:
     assert trigger({}) == (400, "invalid_params")
     assert trigger({"event": "x", "content": 5}) == (400, "invalid_params")
     assert trigger({"event": "x", "surprise": 1}) == (400, "invalid_params")
-    response = sandbox.http.post("/sandbox/webhooks", content=b"{not json")
+    response = sandbox.http.post(
+        "/sandbox/webhooks", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert error_of(response) == (400, "invalid_params")
     # With exactly one app listening, it is the default.
     assert hooks.trigger(event="tiktok.ping")["client_key"] == CLIENT_KEY

@@ -348,19 +348,98 @@ async def test_a_failed_save_after_rotation_is_retried(
 ) -> None:
     """TikTok already retired the old refresh token: losing this write would log the user out."""
     await connected(admin, api, live_vault)
-    real_save = live_vault.save_grant
+    real_save = live_vault._save_if_version
     attempts: list[str] = []
 
-    async def flaky_save(grant: TokenGrant) -> TokenRecord:
+    async def flaky_save(grant: TokenGrant, version: int) -> TokenRecord | None:
         attempts.append(grant.open_id)
         if len(attempts) == 1:
             raise RedisConnectionError("Redis failed over")
-        return await real_save(grant)
+        return await real_save(grant, version)
 
-    monkeypatch.setattr(live_vault, "save_grant", flaky_save)
+    monkeypatch.setattr(live_vault, "_save_if_version", flaky_save)
     record = await live_vault.refresh("alice")
     assert record.version == 2
     assert attempts == ["alice", "alice"]
     assert len(await admin.refresh_calls()) == 1
     monkeypatch.undo()
     assert (await live_vault.refresh("alice")).version == 3  # the rotated token was kept
+
+
+# -- a slow or lost refresh answer (the sandbox's delay fault on the refresh grant) --------
+
+
+async def holder_is_waiting_for_tiktok(redis_client: aioredis.Redis) -> None:
+    """Until the refresh lock is taken, then a moment for the holder to send its request."""
+    while not await redis_client.exists(LOCK_KEY):  # noqa: ASYNC110 - state lives in Redis
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+
+
+async def test_a_slow_refresh_does_not_overwrite_newer_tokens(
+    admin: SandboxAdmin, api: TikTokClient, live_vault: TokenVault, redis_client: aioredis.Redis
+) -> None:
+    await connected(admin, api, live_vault)
+    await admin.add_fault(endpoint="token", grant_type="refresh_token", delay_seconds=1.5)
+    slow = asyncio.create_task(live_vault.refresh("alice"))
+    await holder_is_waiting_for_tiktok(redis_client)
+    newer = await admin.connect(api, "alice")  # the user connects again meanwhile
+    stored = await live_vault.save_grant(newer)
+    result = await slow
+    assert result.version == stored.version
+    assert await live_vault.get_valid_access_token("alice", margin_seconds=0) == (
+        newer.access_token
+    )
+
+
+async def test_a_refused_slow_refresh_does_not_disconnect_a_reconnected_user(
+    admin: SandboxAdmin, api: TikTokClient, live_vault: TokenVault, redis_client: aioredis.Redis
+) -> None:
+    await connected(admin, api, live_vault)
+    await admin.add_fault(
+        endpoint="token",
+        grant_type="refresh_token",
+        delay_seconds=1.5,
+        status=400,
+        error="invalid_grant",
+    )
+    slow = asyncio.create_task(live_vault.refresh("alice"))
+    await holder_is_waiting_for_tiktok(redis_client)
+    newer = await admin.connect(api, "alice")
+    await live_vault.save_grant(newer)
+    await slow  # the refusal concerned the old tokens: no exception, no needs_reauth
+    record = await live_vault.get("alice")
+    assert record is not None
+    assert record.status is TokenStatus.ACTIVE
+    assert await live_vault.get_valid_access_token("alice", margin_seconds=0) == (
+        newer.access_token
+    )
+
+
+async def test_a_refresh_without_an_answer_is_uncertain_then_retried_once(
+    admin: SandboxAdmin,
+    sandbox_url: str,
+    redis_client: aioredis.Redis,
+    cipher: TokenCipher,
+    clock: FakeClock,
+) -> None:
+    async with TikTokClient(make_settings(sandbox_url, timeout=0.5)) as impatient:
+        vault = TokenVault(
+            redis_client, cipher, impatient, CLIENT_KEY, clock, uncertain_backoff_seconds=0.3
+        )
+        await connected(admin, impatient, vault)
+        await admin.add_fault(endpoint="token", grant_type="refresh_token", delay_seconds=3)
+        with pytest.raises(TransientError):
+            await vault.refresh("alice")
+        key = TOKEN_PREFIX + record_name(CLIENT_KEY, "alice")
+        fields = await redis_client.hgetall(key)  # type: ignore[misc]
+        assert b"refresh_uncertain_at" in fields
+        assert fields[b"status"] == b"active"
+
+        before = await vault.get("alice")
+        record = await vault.refresh("alice")  # waits out the backoff, then tries once more
+    assert before is not None
+    assert record.status is TokenStatus.ACTIVE
+    assert record.version == before.version + 1  # the retry's rotated tokens are stored
+    fields = await redis_client.hgetall(key)  # type: ignore[misc]
+    assert b"refresh_uncertain_at" not in fields

@@ -205,8 +205,8 @@ async def test_reencrypt_all_moves_records_to_the_new_key(
         redis_client, TokenCipher([new_key, old_key]), offline_client, CLIENT_KEY, clock
     )
     assert await rotating.get_valid_access_token("user-3") == grants[3].access_token
-    assert await rotating.reencrypt_all() == 6  # every app's records
-    assert await rotating.reencrypt_all() == 0
+    assert (await rotating.reencrypt_all()).reencrypted == 6  # every app's records
+    assert (await rotating.reencrypt_all()).reencrypted == 0
 
     new_only = TokenVault(redis_client, TokenCipher([new_key]), offline_client, CLIENT_KEY, clock)
     for grant in grants:
@@ -288,5 +288,7 @@ async def test_key_rotation_needs_no_tiktok_client(
 ) -> None:
     await vault.save_grant(make_grant())
     new_key = Secret(generate_key())
-    assert await reencrypt_records(redis_client, TokenCipher([new_key, encryption_key])) == 1
-    assert await reencrypt_records(redis_client, TokenCipher([new_key])) == 0
+    first = await reencrypt_records(redis_client, TokenCipher([new_key, encryption_key]))
+    assert (first.reencrypted, first.complete) == (1, True)
+    again = await reencrypt_records(redis_client, TokenCipher([new_key]))
+    assert (again.reencrypted, again.complete) == (0, True)
