@@ -3,8 +3,8 @@
 A session cookie holds ``{sid, csrf, exp}`` as base64url JSON plus an HMAC-SHA256 of it
 under a key derived from the console token, so changing the token ends every session.
 The cookie is ``HttpOnly``, ``SameSite=Strict``, ``Path=/console`` and ``Secure``
-(Chromium keeps ``Secure`` cookies that ``http://127.0.0.1`` and ``http://localhost``
-set, so development over plain http works too). The session id is also kept in Redis
+(Chromium keeps ``Secure`` cookies that ``http://127.0.0.1`` sets, so development over
+plain http works too; the browser test checks it). The session id is also kept in Redis
 until it expires or the operator logs out: a cookie copied before a logout is refused.
 
 Every form carries the session's CSRF token; the login form, before any session exists,
