@@ -135,6 +135,7 @@ class AppResult:
     missing_max: int = 0
     notes: list[str] = field(default_factory=list)
     console: dict[str, float] = field(default_factory=dict)
+    cpu_us_per_delivery: dict[str, float] = field(default_factory=dict)
 
     @property
     def acked(self) -> int:
@@ -405,6 +406,8 @@ def bench_app(
         cores = [args.app_core, args.load_core]
         metrics_before = scrape_metrics(port)
         cpu_before = cpu_seconds(process.pid)
+        redis_pid = redis_server.process.pid if redis_server.process else None
+        redis_cpu_before = cpu_seconds(redis_pid) if redis_pid else 0.0
         cores_before = core_times(cores)
         operator = Operator(f"http://127.0.0.1:{port}", CONSOLE_TOKEN)
         with RssSampler(process.pid) as sampler:
@@ -420,7 +423,16 @@ def bench_app(
             result.console["index_entries"] = int(client.xlen("tiktok:console:recent"))
         cores_after = core_times(cores)
         cpu_after = cpu_seconds(process.pid)
+        time.sleep(0.1)  # what the app writes after its answers (capture, console index)
+        redis_cpu_after = cpu_seconds(redis_pid) if redis_pid else 0.0
         _fill_from_wrk(result, run)
+        if result.sent:
+            # CPU time per delivery: much less sensitive than req/s to what else the
+            # shared machine runs.
+            result.cpu_us_per_delivery = {
+                "app": round((cpu_after - cpu_before) / result.sent * 1e6, 1),
+                "redis": round((redis_cpu_after - redis_cpu_before) / result.sent * 1e6, 1),
+            }
         # The app idles while wrk loads its corpus and after the last answer, so its
         # CPU time belongs to the active window (first request to last answer).
         active = max(result.active_seconds, 1e-9)
@@ -609,6 +621,11 @@ def print_details(results: Sequence[AppResult]) -> None:
                 f"Redis: {r.redis.queue_entries:,} queued, {r.redis.jobs_present:,} jobs "
                 f"({r.redis.job_format}), {r.redis.dedupe_keys:,} dedupe keys, "
                 f"{r.redis.used_memory_mb:.0f} MB used"
+            )
+        if r.cpu_us_per_delivery:
+            parts.append(
+                "CPU per delivery: "
+                + ", ".join(f"{k} {v:g} us" for k, v in r.cpu_us_per_delivery.items())
             )
         if r.console:
             parts.append("console: " + ", ".join(f"{k} {v:g}" for k, v in r.console.items()))

@@ -38,20 +38,22 @@ RECENT_WRITES = Counter(
 )
 
 # KEYS[1] the stream, KEYS[2] the per-minute hash prefix. ARGV[1] MAXLEN, ARGV[2] the trim
-# operator, ARGV[3] MINID, ARGV[4] the minute hashes' TTL; then per entry body, outcome,
-# received_at (ms). Returns how many entries were added.
+# operator, ARGV[3] MINID, ARGV[4] the minute hashes' TTL, ARGV[5] how many entries; then
+# per entry body, outcome, received_at (ms); then per (minute, outcome) of the batch the
+# minute, the outcome and the count. Returns how many entries were added.
 RECENT_SCRIPT: Final = """
-local n = 0
-for i = 5, #ARGV, 3 do
+local last = 5 + 3 * tonumber(ARGV[5])
+for i = 6, last, 3 do
   redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], ARGV[1], '*',
              'body', ARGV[i], 'outcome', ARGV[i + 1], 'received_at', ARGV[i + 2])
-  local minute = KEYS[2] .. math.floor(tonumber(ARGV[i + 2]) / 60000)
-  redis.call('HINCRBY', minute, ARGV[i + 1], 1)
+end
+for i = last + 1, #ARGV, 3 do
+  local minute = KEYS[2] .. ARGV[i]
+  redis.call('HINCRBY', minute, ARGV[i + 1], ARGV[i + 2])
   redis.call('EXPIRE', minute, ARGV[4])
-  n = n + 1
 end
 redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2], ARGV[3])
-return n
+return tonumber(ARGV[5])
 """
 
 _OUTCOMES: Final = {
@@ -103,14 +105,17 @@ class RecentIndex(Capture):
 
     async def _roundtrip(self, chunk: list[tuple[bytes, bytes | None, float]]) -> Any:
         min_id = max(0, int(self._clock() * 1000) - self._max_age_ms)
-        parts = [b"*%d\r\n" % (9 + 3 * len(chunk)), self._recent_head]
-        parts += (_bulk(b"%d" % min_id), self._ttl)
+        parts = [b"", self._recent_head, _bulk(b"%d" % min_id), self._ttl]
+        parts.append(_bulk(b"%d" % len(chunk)))
+        counts: dict[tuple[int, bytes], int] = {}
         for body, outcome, received_at in chunk:
-            parts += (
-                _bulk(body),
-                _bulk(outcome or b""),
-                _bulk(b"%d" % int(received_at * 1000)),
-            )
+            ms = int(received_at * 1000)
+            parts += (_bulk(body), _bulk(outcome or b""), _bulk(b"%d" % ms))
+            key = (ms // 60_000, outcome or b"")
+            counts[key] = counts.get(key, 0) + 1
+        for (minute, outcome), count in counts.items():
+            parts += (_bulk(b"%d" % minute), _bulk(outcome), _bulk(b"%d" % count))
+        parts[0] = b"*%d\r\n" % (len(parts) - 2 + 7)
         connection = await self._pool.get_connection()
         try:
             await connection.send_packed_command(b"".join(parts), check_health=False)
