@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, cast
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import msgspec
 from redis.exceptions import RedisError
@@ -577,7 +577,7 @@ class ConsoleRoutes:
         }
         if vault is None or action not in descriptions:
             return self._message(request, 404, "Not found", "No such user action.", operator)
-        path = f"/users/{client_key}/{open_id}"
+        path = f"/users/{quote(client_key, safe='')}/{quote(open_id, safe='')}"
         form: dict[str, str] = request.state.form
         if form.get("confirm") != "yes":
             title, detail = descriptions[action]

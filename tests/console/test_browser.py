@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -294,7 +293,3 @@ def test_an_operator_session(stack: Stack, browser: Browser, screenshots: Path) 
     assert outside == []
     assert not [text for text in blocked if "Content Security Policy" in text], blocked
     assert len(visit.pages) == 9
-
-
-def test_chromium_is_where_the_tests_expect_it() -> None:
-    assert shutil.which("chromium") == CHROMIUM
