@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import corpus
 import redis
+from console_operator import Operator
 from harness import (
     BENCH_DIR,
     AppProcess,
@@ -51,8 +52,12 @@ from harness import (
 )
 
 PATH: Final = "/webhooks/tiktok"
-APPS: Final = ("receiver", "bare", "naive")
-ENQUEUEING_APPS: Final = frozenset({"receiver", "naive"})
+# `console`: the receiver with CONSOLE_ENABLED (and so its recent-delivery index) and an
+# operator loading the console's overview once a second during the run.
+APPS: Final = ("receiver", "bare", "naive", "console")
+DEFAULT_APPS: Final = ("receiver", "bare", "naive")
+ENQUEUEING_APPS: Final = frozenset({"receiver", "naive", "console"})
+CONSOLE_TOKEN: Final = "bench-console-token-" + "x" * 24
 QUEUE_KEY: Final = "arq:queue"
 JOB_PREFIX: Final = "arq:job:"
 DEDUPE_PATTERN: Final = "tiktok:dedupe:*"
@@ -65,6 +70,9 @@ MIN_VS_NAIVE: Final = 4.0
 MAX_P99_MS: Final = 15.0
 MAX_RSS_MB: Final = 150.0
 MIN_DELIVERIES: Final = 10_000
+# The console (index on, overview loaded every second) must leave ingest unchanged within
+# the run-to-run noise of this shared machine.
+MIN_CONSOLE_VS_RECEIVER: Final = 0.9
 
 # Environment of the shell that must not leak into the apps' configuration.
 _CONFIG_PREFIXES: Final = (
@@ -127,6 +135,8 @@ class AppResult:
     missing_min: int = 0
     missing_max: int = 0
     notes: list[str] = field(default_factory=list)
+    console: dict[str, float] = field(default_factory=dict)
+    cpu_us_per_delivery: dict[str, float] = field(default_factory=dict)
 
     @property
     def acked(self) -> int:
@@ -142,7 +152,7 @@ class AppResult:
 
 def app_command(app: str, port: int, core: int, taskset: str) -> list[str]:
     pinned = [taskset, "-c", str(core)]
-    if app == "receiver":
+    if app in ("receiver", "console"):
         script = Path(sys.executable).with_name("tiktok-webhooks")
         executable = str(script) if script.exists() else shutil.which("tiktok-webhooks")
         if executable is None:
@@ -164,7 +174,7 @@ def app_command(app: str, port: int, core: int, taskset: str) -> list[str]:
     ]  # fmt: skip
 
 
-def app_env(redis_url: str) -> dict[str, str]:
+def app_env(redis_url: str, app: str = "receiver") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CONFIG_PREFIXES)}
     env.update(
         TIKTOK_CLIENT_KEY=corpus.CLIENT_KEY,
@@ -172,6 +182,12 @@ def app_env(redis_url: str) -> dict[str, str]:
         REDIS_URL=redis_url,
         WEBHOOK_TOLERANCE_SECONDS=str(TOLERANCE_SECONDS),
     )
+    if app == "console":
+        from receiver.vault.crypto import generate_key
+
+        env.update(
+            CONSOLE_ENABLED="1", CONSOLE_TOKEN=CONSOLE_TOKEN, TOKEN_ENCRYPTION_KEYS=generate_key()
+        )
     return env
 
 
@@ -347,7 +363,7 @@ def bench_app(
     process = AppProcess(
         name=app,
         command=app_command(app, port, args.app_core, tools["taskset"]),
-        env=app_env(redis_server.url),
+        env=app_env(redis_server.url, app),
         port=port,
         log_path=workdir / f"{app}.log",
     )
@@ -391,12 +407,33 @@ def bench_app(
         cores = [args.app_core, args.load_core]
         metrics_before = scrape_metrics(port)
         cpu_before = cpu_seconds(process.pid)
+        redis_pid = redis_server.process.pid if redis_server.process else None
+        redis_cpu_before = cpu_seconds(redis_pid) if redis_pid else 0.0
         cores_before = core_times(cores)
+        operator = Operator(f"http://127.0.0.1:{port}", CONSOLE_TOKEN)
         with RssSampler(process.pid) as sampler:
-            run = _wrk(args, tools, port, path)
+            if app == "console":
+                with operator:
+                    run = _wrk(args, tools, port, path)
+            else:
+                run = _wrk(args, tools, port, path)
+        if app == "console":
+            result.console = operator.summary()
+            if operator.errors:
+                result.notes.append(f"console operator: {operator.errors[:3]}")
+            result.console["index_entries"] = int(client.xlen("tiktok:console:recent"))
         cores_after = core_times(cores)
         cpu_after = cpu_seconds(process.pid)
+        time.sleep(0.1)  # what the app writes after its answers (capture, console index)
+        redis_cpu_after = cpu_seconds(redis_pid) if redis_pid else 0.0
         _fill_from_wrk(result, run)
+        if result.sent:
+            # CPU time per delivery: much less sensitive than req/s to what else the
+            # shared machine runs.
+            result.cpu_us_per_delivery = {
+                "app": round((cpu_after - cpu_before) / result.sent * 1e6, 1),
+                "redis": round((redis_cpu_after - redis_cpu_before) / result.sent * 1e6, 1),
+            }
         # The app idles while wrk loads its corpus and after the last answer, so its
         # CPU time belongs to the active window (first request to last answer).
         active = max(result.active_seconds, 1e-9)
@@ -553,6 +590,17 @@ def evaluate(results: dict[str, AppResult]) -> list[Target]:
             0 < receiver.peak_rss_mb < MAX_RSS_MB,
         )
     )
+    console = results.get("console")
+    if console is not None and receiver.requests_per_second > 0:
+        ratio = console.requests_per_second / receiver.requests_per_second
+        targets.append(
+            Target(
+                "with the console open vs without",
+                f"{ratio:.2f}x",
+                f">= {MIN_CONSOLE_VS_RECEIVER}x (unchanged within noise)",
+                ratio >= MIN_CONSOLE_VS_RECEIVER,
+            )
+        )
     return targets
 
 
@@ -575,6 +623,13 @@ def print_details(results: Sequence[AppResult]) -> None:
                 f"({r.redis.job_format}), {r.redis.dedupe_keys:,} dedupe keys, "
                 f"{r.redis.used_memory_mb:.0f} MB used"
             )
+        if r.cpu_us_per_delivery:
+            parts.append(
+                "CPU per delivery: "
+                + ", ".join(f"{k} {v:g} us" for k, v in r.cpu_us_per_delivery.items())
+            )
+        if r.console:
+            parts.append("console: " + ", ".join(f"{k} {v:g}" for k, v in r.console.items()))
         if r.app_metrics:
             parts.append(
                 "its /metrics: " + ", ".join(f"{k} {v:g}" for k, v in r.app_metrics.items())
@@ -646,7 +701,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="most seconds of sending per app (the corpus may run out first)",
     )
     parser.add_argument(
-        "--apps", default=",".join(APPS), help=f"comma-separated subset of {','.join(APPS)}"
+        "--apps",
+        default=",".join(DEFAULT_APPS),
+        help=f"comma-separated subset of {','.join(APPS)}",
     )
     parser.add_argument("--warmup-deliveries", type=int, default=3_000)
     parser.add_argument("--app-core", type=int, default=0)

@@ -1,5 +1,6 @@
 """The web process: the webhook endpoint, health, readiness, metrics, and optionally
-the OAuth routes (TIKTOK_REDIRECT_URI set) and the internal API (ADMIN_TOKEN set)."""
+the OAuth routes (TIKTOK_REDIRECT_URI set), the internal API (ADMIN_TOKEN set) and the
+operator console (CONSOLE_ENABLED, with its recent-delivery index)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from receiver.api.routes import InternalApi
+from receiver.console.routes import ConsoleRoutes, check_console
 from receiver.ingest import webhook
 from receiver.ingest.capture import CaptureConfig, capturing
 from receiver.ingest.enqueue import EventQueue
+from receiver.ingest.recent import RecentIndex
 from receiver.oauth.routes import OAuthRoutes
 from receiver.redis_conn import create_redis
 from receiver.settings import Settings
@@ -37,6 +40,7 @@ class ReceiverApp:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         # Refuse to start half-configured (raises ConfigError saying what to set).
         check_web_features(settings)
+        check_console(settings)
         self.settings = settings
         self.capture_config = CaptureConfig(
             enabled=settings.webhook_capture,
@@ -44,7 +48,7 @@ class ReceiverApp:
             max_age_seconds=settings.webhook_capture_max_age_seconds,
         )
         self.webhook = webhook.WebhookEndpoint(settings, clock=clock)
-        routes = [
+        routes: list[BaseRoute] = [
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
@@ -52,11 +56,15 @@ class ReceiverApp:
         # Off unless configured: their paths are then plain 404s.
         self.oauth = OAuthRoutes(settings) if oauth_enabled(settings) else None
         self.internal_api = InternalApi(settings) if internal_api_enabled(settings) else None
-        for feature in (self.oauth, self.internal_api):
+        self.console = ConsoleRoutes(settings) if settings.console_enabled else None
+        for feature in self._features():
             if feature is not None:
                 routes.extend(feature.routes())
         self.starlette = Starlette(routes=routes, lifespan=self.lifespan)
         self.redis = create_redis(settings)
+
+    def _features(self) -> tuple[OAuthRoutes | InternalApi | ConsoleRoutes, ...]:
+        return tuple(f for f in (self.oauth, self.internal_api, self.console) if f is not None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == webhook.PATH:
@@ -75,18 +83,27 @@ class ReceiverApp:
         await queue.load_script()
         self.webhook.queue = queue
         services = None
-        if self.oauth is not None or self.internal_api is not None:
+        if self._features():
             services = TokenServices.open(self.settings, self.redis)
-        for feature in (self.oauth, self.internal_api):
-            if feature is not None:
-                feature.attach(services)
+        for feature in self._features():
+            feature.attach(services)
+        recent = None
+        if self.console is not None:
+            recent = RecentIndex(
+                self.redis,
+                max_entries=self.settings.console_recent_max_entries,
+                max_age_seconds=self.settings.console_recent_max_age_seconds,
+            )
+            self.webhook.recent = recent.note
         try:
             async with capturing(self.webhook, self.redis, self.capture_config):
                 yield
         finally:
-            for feature in (self.oauth, self.internal_api):
-                if feature is not None:
-                    feature.attach(None)
+            self.webhook.recent = None
+            if recent is not None:
+                await recent.aclose()
+            for feature in self._features():
+                feature.attach(None)
             if services is not None:
                 await services.aclose()
             self.webhook.queue = None

@@ -37,3 +37,9 @@ DEAD_LETTER_INDEX: Final = "tiktok:dlq:index"
 # Outbound rate-limiter windows per TikTok endpoint.
 RATE_LIMIT_PREFIX: Final = "tiktok:ratelimit:"
 CAPTURE_STREAM: Final = "tiktok:capture"  # opt-in capture of verified deliveries (a stream)
+# Operator console: the bounded recent-delivery index (a stream), per-minute counts by
+# outcome (a hash per minute), and the last actions operators took (a capped list).
+RECENT_STREAM: Final = "tiktok:console:recent"
+RECENT_MINUTE_PREFIX: Final = "tiktok:console:minute:"
+CONSOLE_ACTIONS_LIST: Final = "tiktok:console:actions"
+CONSOLE_SESSION_PREFIX: Final = "tiktok:console:session:"  # signed-in sessions (until logout)

@@ -96,6 +96,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tiktok_rate_limit_per_minute: int = 600
     dead_letter_max_entries: int = 10_000
     dead_letter_max_age_seconds: int = 30 * 24 * 3600
+    # Operator console (receiver/console/)
+    console_enabled: bool = False
+    console_token: Secret | None = None
+    console_session_seconds: int = 8 * 3600
+    console_recent_max_entries: int = 5000
+    console_recent_max_age_seconds: int = 24 * 3600
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
@@ -197,11 +203,18 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "TIKTOK_RATE_LIMIT_PER_MINUTE": "tiktok_rate_limit_per_minute",
     "DEAD_LETTER_MAX_ENTRIES": "dead_letter_max_entries",
     "DEAD_LETTER_MAX_AGE_SECONDS": "dead_letter_max_age_seconds",
+    "CONSOLE_ENABLED": "console_enabled",
+    "CONSOLE_TOKEN": "console_token",
+    "CONSOLE_SESSION_SECONDS": "console_session_seconds",
+    "CONSOLE_RECENT_MAX_ENTRIES": "console_recent_max_entries",
+    "CONSOLE_RECENT_MAX_AGE_SECONDS": "console_recent_max_age_seconds",
 }
 _LIST_FIELDS: Final = frozenset(
     {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules", "redis_sentinels"}
 )
-_SECRET_FIELDS: Final = frozenset({"redis_url", "admin_token", "token_encryption_keys"})
+_SECRET_FIELDS: Final = frozenset(
+    {"redis_url", "admin_token", "token_encryption_keys", "console_token"}
+)
 ENV_NAMES: Final = (
     "TIKTOK_CLIENT_KEY",
     "TIKTOK_CLIENT_SECRET",
@@ -386,6 +399,9 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         ("DEAD_LETTER_MAX_ENTRIES", settings.dead_letter_max_entries, 1),
         ("DEAD_LETTER_MAX_AGE_SECONDS", settings.dead_letter_max_age_seconds, 3600),
         ("OAUTH_STATE_TTL_SECONDS", settings.oauth_state_ttl_seconds, 1),
+        ("CONSOLE_SESSION_SECONDS", settings.console_session_seconds, 60),
+        ("CONSOLE_RECENT_MAX_ENTRIES", settings.console_recent_max_entries, 1),
+        ("CONSOLE_RECENT_MAX_AGE_SECONDS", settings.console_recent_max_age_seconds, 60),
     )
     for env_name, number, low in minimums:
         if number < low:
@@ -423,10 +439,15 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
             raw[field] = environ[env_name]
     for field in _LIST_FIELDS & raw.keys():
         raw[field] = _split_list(raw[field])
-    for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token"):
+    for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token", "console_token"):
         if isinstance(raw.get(field), str) and not raw[field].strip():
             del raw[field]
-    for flag_field in ("tiktok_use_pkce", "webhook_capture", "redis_sentinel_tls"):
+    for flag_field in (
+        "tiktok_use_pkce",
+        "webhook_capture",
+        "redis_sentinel_tls",
+        "console_enabled",
+    ):
         if isinstance(raw.get(flag_field), str):
             flag = raw[flag_field].strip().lower()
             if flag in ("1", "true", "yes", "on"):

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TOP_PACKAGES = ("receiver", "handlers", "tiktok_sandbox")
-WINGS = ("ingest", "tiktok", "vault", "oauth", "api", "cli", "testing", "corpus")
+WINGS = ("ingest", "tiktok", "vault", "oauth", "api", "cli", "testing", "corpus", "console")
 HOT_PATH_MUST_NOT_IMPORT = (
     "receiver.vault",
     "receiver.oauth",
@@ -179,7 +179,7 @@ def test_no_module_repeats_its_package_name_as_a_prefix() -> None:
 
 
 def test_every_wing_says_what_it_is() -> None:
-    for wing in ("ingest", "tiktok", "vault", "oauth", "api", "cli"):
+    for wing in ("ingest", "tiktok", "vault", "oauth", "api", "cli", "console"):
         doc = ast.get_docstring(ast.parse((ROOT / "receiver" / wing / "__init__.py").read_text()))
         assert doc, wing
         assert len(doc.splitlines()) == 1, wing

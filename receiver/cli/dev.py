@@ -215,6 +215,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             "TIKTOK_API_BASE_URL": sandbox,
             "TIKTOK_AUTH_URL": f"{sandbox}/v2/auth/authorize/",
             "TIKTOK_SCOPES": args.scopes,
+            # The operator console, signed in with ADMIN_TOKEN from the env file.
+            "CONSOLE_ENABLED": "1",
         }
         # So `tiktok-webhooks status|tokens|dlq ...` in another shell reach this stack.
         write_private(data_dir / "stack.env", "".join(f"{k}={v}\n" for k, v in wiring.items()))
@@ -279,6 +281,7 @@ tiktok-webhooks dev stack is up (Ctrl-C stops everything)
   worker metrics    http://127.0.0.1:{args.worker_metrics_port}/metrics
   sandbox (TikTok)  {sandbox}/                     (admin API: {sandbox}/sandbox/...)
   internal API      {base}/internal/users/<open_id>  (Authorization: Bearer $ADMIN_TOKEN)
+  operator console  {base}/console/                (sign in with ADMIN_TOKEN from {env_file})
   data and logs     {data_dir}
 
 in another shell, to use the CLI against this stack:

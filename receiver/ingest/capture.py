@@ -74,8 +74,6 @@ CAPTURES = Counter(
     "delivery.",
     ["outcome"],
 )
-_OK: Final = CAPTURES.labels("ok")
-_FAILED: Final = CAPTURES.labels("failed")
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
@@ -172,8 +170,17 @@ class Capture:
         max_pending: int = MAX_PENDING,
         max_pending_bytes: int = MAX_PENDING_BYTES,
         clock: Callable[[], float] = time.time,
+        name: str = "capture",
+        counter: Counter = CAPTURES,
+        counter_name: str = "tiktok_webhook_captures_total",
     ) -> None:
+        # `name` and `counter` let another bounded stream (the console's recent-delivery
+        # index, receiver/ingest/recent.py) reuse this buffer with its own logs and metric.
         self.config = config
+        self._name = name
+        self._counter_name = counter_name
+        self._ok = counter.labels("ok")
+        self._failed = counter.labels("failed")
         self._pool = redis.connection_pool
         self._linger = linger_seconds
         self._max_pending = max_pending
@@ -204,12 +211,14 @@ class Capture:
             or len(self._pending) >= self._max_pending
             or size > self._max_pending_bytes
         ):
-            _FAILED.inc()
+            self._failed.inc()
             if not self._failing and not self._closed:
                 self._failing = True
                 logger.warning(
-                    "capture: buffer full (Redis too slow or unreachable), deliveries are "
-                    "not captured; deliveries are unaffected, see tiktok_webhook_captures_total"
+                    "%s: buffer full (Redis too slow or unreachable), deliveries are "
+                    "not recorded; deliveries are unaffected, see %s",
+                    self._name,
+                    self._counter_name,
                 )
             return
         self._pending_bytes = size
@@ -250,24 +259,26 @@ class Capture:
         try:
             reply = await self._roundtrip(chunk)
         except Exception as exc:  # capture must never disturb the receiver
-            _FAILED.inc(len(chunk))
+            self._failed.inc(len(chunk))
             if not self._failing:
                 self._failing = True
                 logger.warning(
-                    "capture: could not write %d deliveries to Redis (%s: %s); "
-                    "deliveries are unaffected, see tiktok_webhook_captures_total",
+                    "%s: could not write %d deliveries to Redis (%s: %s); "
+                    "deliveries are unaffected, see %s",
+                    self._name,
                     len(chunk),
                     type(exc).__name__,
                     exc,
+                    self._counter_name,
                 )
             return
         written = reply if isinstance(reply, int) else 0
-        _OK.inc(written)
+        self._ok.inc(written)
         if written < len(chunk):
-            _FAILED.inc(len(chunk) - written)
+            self._failed.inc(len(chunk) - written)
         if self._failing:
             self._failing = False
-            logger.info("capture: writing to Redis again")
+            logger.info("%s: writing to Redis again", self._name)
 
     async def _roundtrip(self, chunk: list[tuple[bytes, bytes | None, float]]) -> Any:
         """One EVAL for the chunk: its XADDs and the age trim; the number written."""

@@ -17,7 +17,13 @@ from starlette.types import Message, Receive, Scope, Send
 
 from receiver import metrics
 from receiver.ingest.enqueue import EventQueue, QueueUnavailable
-from receiver.ingest.events import MalformedEvent, decode_envelope, decode_event, event_label
+from receiver.ingest.events import (
+    Envelope,
+    MalformedEvent,
+    decode_envelope,
+    decode_event,
+    event_label,
+)
 from receiver.ingest.signature import SignatureError, parse_signature_header, verify_with_keys
 from receiver.settings import Settings
 
@@ -56,6 +62,9 @@ class WebhookEndpoint:
         # Opt-in capture (receiver/ingest/capture.py): called with (raw body, signature header,
         # arrival time) for every verified delivery; set by the app's lifespan.
         self.capture: Callable[[bytes, bytes | None, float], None] | None = None
+        # The console's recent-delivery index (receiver/ingest/recent.py): called with (raw
+        # body, outcome, arrival time) for every verified delivery once its answer is known.
+        self.recent: Callable[[bytes, str, float], None] | None = None
         self._clock = clock
         self._max_body = settings.webhook_max_body_bytes
         self._tolerance = settings.webhook_tolerance_seconds
@@ -149,7 +158,21 @@ class WebhookEndpoint:
         metrics.SIGNATURE_AGE.observe(max(0.0, now - timestamp))
         if self.capture is not None:
             self.capture(raw, signature, now)
+        recent = self.recent
+        if recent is None:
+            return await self._enqueue(envelope, raw, label)
+        try:
+            answer = await self._enqueue(envelope, raw, label)
+        except _Reject as reject:
+            recent(raw, reject.outcome, now)
+            raise
+        recent(raw, answer[3], now)
+        return answer
 
+    async def _enqueue(
+        self, envelope: Envelope, raw: bytes, label: str
+    ) -> tuple[int, bytes, str, str]:
+        """Decode a verified delivery's content and enqueue it."""
         try:
             event = decode_event(envelope)
         except MalformedEvent as exc:

@@ -1,16 +1,18 @@
 """The small HTML pages the OAuth routes show a person in a browser.
 
-Everything interpolated is escaped. Pages carry no external resources and a strict
-policy, and `Referrer-Policy: no-referrer`, so the callback URL (which holds the
-authorization code) never leaks through a Referer header.
+Rendered from ``templates/page.html`` with Jinja2; everything interpolated is escaped.
+Pages carry no external resources and a strict policy, and `Referrer-Policy: no-referrer`,
+so the callback URL (which holds the authorization code) never leaks through a Referer
+header.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
+import jinja2
 from starlette.responses import HTMLResponse
 
 from receiver.tiktok.errors import TikTokError
@@ -22,20 +24,11 @@ SECURITY_HEADERS: Final = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
 }
-# Relative to /oauth/tiktok/callback, so it also works behind a path-prefix proxy.
-START_AGAIN: Final = '<p><a href="start">Connect your TikTok account again</a></p>'
-
-_TEMPLATE: Final = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;
-line-height:1.5}}dt{{font-weight:600}}dd{{margin:0 0 .5rem 0;font-family:monospace}}</style>
-</head><body><h1>{title}</h1>
-{body}
-</body></html>
-"""
+_PAGES: Final = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=True,
+    keep_trailing_newline=True,
+)
 
 
 def page(
@@ -48,15 +41,12 @@ def page(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """A page with a title, one message and optional operator details (all escaped)."""
-    parts = [f"<p>{html.escape(message)}</p>"]
-    if details:
-        rows = "".join(
-            f"<dt>{html.escape(name)}</dt><dd>{html.escape(value)}</dd>" for name, value in details
-        )
-        parts.append(f"<h2>For the site's operator</h2><dl>{rows}</dl>")
-    if start_again:
-        parts.append(START_AGAIN)
-    content = _TEMPLATE.format(title=html.escape(title), body="\n".join(parts))
+    content = _PAGES.get_template("page.html").render(
+        title=title,
+        message=message,
+        details=details,
+        start_again=start_again,
+    )
     all_headers = {**SECURITY_HEADERS, **(headers or {})}
     return HTMLResponse(content, status_code=status, headers=all_headers)
 
