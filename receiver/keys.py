@@ -37,3 +37,10 @@ DEAD_LETTER_INDEX: Final = "tiktok:dlq:index"
 # Outbound rate-limiter windows per TikTok endpoint.
 RATE_LIMIT_PREFIX: Final = "tiktok:ratelimit:"
 CAPTURE_STREAM: Final = "tiktok:capture"  # opt-in capture of verified deliveries (a stream)
+# What the built-in handlers fetched (receiver/fetched.py), per app: the publish status,
+# the video details (+ an index per user), the data requests (+ an index per user).
+FETCHED_PUBLISH_PREFIX: Final = "tiktok:fetched:publish:"
+VIDEO_PREFIX: Final = "tiktok:video:"
+USER_VIDEOS_PREFIX: Final = "tiktok:user-videos:"
+DATA_REQUEST_PREFIX: Final = "tiktok:data-request:"
+USER_DATA_REQUESTS_PREFIX: Final = "tiktok:user-data-requests:"

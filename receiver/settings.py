@@ -86,6 +86,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     profile_fetch_debounce_seconds: int = 300
     profile_sweep_interval_minutes: int = 0
     tiktok_rate_limit_per_minute: int = 600
+    # Follow-up fetches (handlers/builtin_posts.py, handlers/builtin_portability.py)
+    worker_disabled_handlers: tuple[str, ...] = ()
+    portability_dir: str | None = None
+    portability_max_bytes: int = 2 * 1024**3
+    webhook_accept_unsigned_ping: bool = False
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
@@ -181,9 +186,19 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "PROFILE_FETCH_DEBOUNCE_SECONDS": "profile_fetch_debounce_seconds",
     "PROFILE_SWEEP_INTERVAL_MINUTES": "profile_sweep_interval_minutes",
     "TIKTOK_RATE_LIMIT_PER_MINUTE": "tiktok_rate_limit_per_minute",
+    "WORKER_DISABLED_HANDLERS": "worker_disabled_handlers",
+    "PORTABILITY_DIR": "portability_dir",
+    "PORTABILITY_MAX_BYTES": "portability_max_bytes",
+    "WEBHOOK_ACCEPT_UNSIGNED_PING": "webhook_accept_unsigned_ping",
 }
 _LIST_FIELDS: Final = frozenset(
-    {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules", "redis_sentinels"}
+    {
+        "tiktok_scopes",
+        "token_encryption_keys",
+        "worker_handler_modules",
+        "redis_sentinels",
+        "worker_disabled_handlers",
+    }
 )
 _SECRET_FIELDS: Final = frozenset({"redis_url", "admin_token", "token_encryption_keys"})
 ENV_NAMES: Final = (
@@ -340,6 +355,7 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         ("TOKEN_REFRESH_MARGIN_SECONDS", settings.token_refresh_margin_seconds, 0),
         ("WEBHOOK_CAPTURE_MAX_ENTRIES", settings.webhook_capture_max_entries, 1),
         ("WEBHOOK_CAPTURE_MAX_AGE_SECONDS", settings.webhook_capture_max_age_seconds, 1),
+        ("PORTABILITY_MAX_BYTES", settings.portability_max_bytes, 1024),
     )
     for env_name, number, low in minimums:
         if number < low:
@@ -377,10 +393,10 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
             raw[field] = environ[env_name]
     for field in _LIST_FIELDS & raw.keys():
         raw[field] = _split_list(raw[field])
-    for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token"):
+    for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token", "portability_dir"):
         if isinstance(raw.get(field), str) and not raw[field].strip():
             del raw[field]
-    for flag_field in ("tiktok_use_pkce", "webhook_capture"):
+    for flag_field in ("tiktok_use_pkce", "webhook_capture", "webhook_accept_unsigned_ping"):
         if isinstance(raw.get(flag_field), str):
             flag = raw[flag_field].strip().lower()
             if flag in ("1", "true", "yes", "on"):
