@@ -214,6 +214,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             "TIKTOK_API_BASE_URL": sandbox,
             "TIKTOK_AUTH_URL": f"{sandbox}/v2/auth/authorize/",
             "TIKTOK_SCOPES": args.scopes,
+            # Where the worker keeps downloaded data archives.
+            "PORTABILITY_DIR": os.environ.get("PORTABILITY_DIR") or str(data_dir / "portability"),
         }
         # So `tiktok-webhooks status|tokens|dlq ...` in another shell reach this stack.
         (data_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in wiring.items()))
