@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import redis.asyncio as aioredis
 
-from receiver.status_store import get_status
+from receiver.status_store import StatusRecord, get_status, save_status
 from tests.factories import CLIENT_KEY, delivery
 from tests.worker_support import deliver, drain, worker_settings
 
@@ -79,3 +80,29 @@ async def test_share_and_portability_status(redis_url: str, redis_client: aiored
     assert download.status == "download_ready"
     assert download.user_openid is None
     assert await get_status(redis_client, "share", CLIENT_KEY, "nope") is None
+
+
+async def test_records_are_per_app_and_older_unkeyed_records_are_still_found(
+    redis_client: aioredis.Redis,
+) -> None:
+    mine = StatusRecord(
+        kind="publish", id="p-9", status="complete", event="post.publish.complete",
+        create_time=1, client_key=CLIENT_KEY,
+    )  # fmt: skip
+    assert await save_status(redis_client, mine)
+    theirs = msgspec.structs.replace(mine, client_key="other_app", status="failed")
+    assert await save_status(redis_client, theirs)
+    found = await get_status(redis_client, "publish", CLIENT_KEY, "p-9")
+    assert found is not None
+    assert found.status == "complete"
+    other = await get_status(redis_client, "publish", "other_app", "p-9")
+    assert other is not None
+    assert other.status == "failed"
+    # Written by an earlier version, under the id alone: found for its own app only.
+    legacy = msgspec.structs.replace(mine, id="p-old")
+    await redis_client.hset(
+        "tiktok:status:publish:p-old",
+        mapping={"create_time": 1, "record": msgspec.json.encode(legacy)},
+    )  # type: ignore[misc]
+    assert await get_status(redis_client, "publish", CLIENT_KEY, "p-old") == legacy
+    assert await get_status(redis_client, "publish", "other_app", "p-old") is None
