@@ -402,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_deliveries(deliveries.parse_args(argv[1:]))
     parser = _Parser(
         prog="python -m tiktok_sandbox",
-        description="Local simulator of TikTok's OAuth v2 and User Info API",
+        description="Local simulator of TikTok's OAuth v2, User Info, Content Posting status, "
+        "Display and Data Portability APIs",
         epilog="`python -m tiktok_sandbox deliveries --help`: the webhook delivery log",
     )
     configure_parser(parser)

@@ -11,6 +11,7 @@ import msgspec
 from tiktok_sandbox.ids import new_data_request_id
 from tiktok_sandbox.publishes import Emit
 
+_ARCHIVE_DATE = (2024, 1, 1, 0, 0, 0)
 CATEGORIES = ("all_data", "video", "profile", "activity", "direct_message")
 # Which scope families cover a category; `portability.all.*` covers every one.
 _FAMILY = {
@@ -111,7 +112,16 @@ def build_archive(request: DataRequest, profile: dict[str, object], padding: int
             "profile": profile,
         }
         name = "user_data.json" if request.data_format == "json" else "user_data.txt"
-        archive.writestr(name, msgspec.json.format(msgspec.json.encode(summary)))
+        # A fixed date: the same request gives the same bytes (and sha256) every time.
+        archive.writestr(
+            zipfile.ZipInfo(name, date_time=_ARCHIVE_DATE),
+            msgspec.json.format(msgspec.json.encode(summary)),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
         if padding:
-            archive.writestr("padding.bin", bytes(padding), compress_type=zipfile.ZIP_STORED)
+            archive.writestr(
+                zipfile.ZipInfo("padding.bin", date_time=_ARCHIVE_DATE),
+                bytes(padding),
+                compress_type=zipfile.ZIP_STORED,
+            )
     return buffer.getvalue()
