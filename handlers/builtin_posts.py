@@ -173,6 +173,7 @@ async def _fetch_publish_status(
             answer = await fetch_publish_status(client, token, publish_id)
         except AccessTokenInvalid:
             token = await _refreshed(vault, open_id)
+            await state.limiter.acquire_for_token("publish_status", f"{client_key}:{open_id}")
             answer = await fetch_publish_status(client, token, publish_id)
     except RateLimitWaitTooLong as exc:
         return await defer(

@@ -303,7 +303,12 @@ def register(sub: Any) -> None:
     dev.add_argument("--sandbox-port", type=int, default=9300)
     dev.add_argument("--redis-port", type=int, default=0, help="default: a free port")
     dev.add_argument("--worker-metrics-port", type=int, default=9101)
-    dev.add_argument("--scopes", default="user.info.basic,user.info.profile,user.info.stats")
+    dev.add_argument(
+        "--scopes",
+        # Enough for every built-in handler: profile, publishes and videos, data archives.
+        default="user.info.basic,user.info.profile,user.info.stats,video.list,video.upload,"
+        "portability.all.ongoing",
+    )
     dev.add_argument(
         "--webhook-time-scale",
         type=float,
