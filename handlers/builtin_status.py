@@ -30,7 +30,9 @@ _STATUS_BY_EVENT: Final = {
     "post.publish.complete": "complete",
     "post.publish.inbox_delivered": "inbox_delivered",
     "post.publish.publicly_available": "publicly_available",
+    "post.publish.publicaly_available": "publicly_available",
     "post.publish.no_longer_publicaly_available": "no_longer_publicly_available",
+    "post.publish.no_longer_publicly_available": "no_longer_publicly_available",
 }
 UNKNOWN_EVENTS_KEPT: Final = 1000
 

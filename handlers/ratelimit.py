@@ -1,8 +1,10 @@
 """An outbound rate limiter shared by every worker process, kept in Redis.
 
 A sliding one-minute window per TikTok endpoint (TikTok's own limit is 600 requests per
-endpoint per sliding minute). A call takes a slot or learns how long until the oldest
-slot leaves the window; Redis' clock is the only clock, so workers on several hosts agree.
+endpoint per sliding minute), and for endpoints TikTok limits per user access token
+(`PER_TOKEN_PER_MINUTE`) a window per user as well. A call takes a slot or learns how long
+until the oldest slot leaves the window; Redis' clock is the only clock, so workers on
+several hosts agree.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from handlers import metrics
 from receiver import keys
 
 WINDOW_MS: Final = 60_000
+# TikTok's documented per-token limits (Content Posting API reference).
+PER_TOKEN_PER_MINUTE: Final[dict[str, int]] = {"publish_status": 30}
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,12 +56,27 @@ class RateLimiter:
 
     async def acquire(self, endpoint: str) -> None:
         """Wait for a slot for `endpoint`; raise RateLimitWaitTooLong past `max_sleep`."""
+        await self._take(endpoint, endpoint, self._per_minute, self._max_sleep)
+
+    async def acquire_for_token(
+        self, endpoint: str, owner: str, *, max_sleep_seconds: float | None = None
+    ) -> None:
+        """Take a slot of the per-token window of `endpoint` for `owner` (app and user),
+        if TikTok limits that endpoint per token; raise RateLimitWaitTooLong past the
+        sleep limit, so the caller can run later instead of holding a worker slot."""
+        limit = PER_TOKEN_PER_MINUTE.get(endpoint)
+        if limit is None:
+            return
+        sleep = self._max_sleep if max_sleep_seconds is None else max_sleep_seconds
+        await self._take(endpoint, f"{endpoint}:token:{owner}", limit, sleep)
+
+    async def _take(self, endpoint: str, key: str, per_minute: int, max_sleep: float) -> None:
         started: float | None = None
         while True:
             wait_ms = int(
                 await self._script(
-                    keys=[keys.RATE_LIMIT_PREFIX + endpoint],
-                    args=[WINDOW_MS, self._per_minute, secrets.token_hex(8)],
+                    keys=[keys.RATE_LIMIT_PREFIX + key],
+                    args=[WINDOW_MS, per_minute, secrets.token_hex(8)],
                 )
             )
             if wait_ms == 0:
@@ -70,6 +89,6 @@ class RateLimiter:
                 started = time.monotonic()
                 metrics.RATE_LIMITER_WAITS.labels(endpoint).inc()
             waited = time.monotonic() - started
-            if waited + wait_ms / 1000 > self._max_sleep:
+            if waited + wait_ms / 1000 > max_sleep:
                 raise RateLimitWaitTooLong(endpoint, wait_ms / 1000)
             await asyncio.sleep(wait_ms / 1000)

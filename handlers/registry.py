@@ -70,6 +70,10 @@ class HandlerRegistry:
         for listeners in self._by_event.values():
             listeners[:] = [h for h in listeners if h.name != name]
 
+    def names(self) -> set[str]:
+        """The names of every registered handler."""
+        return {h.name for listeners in self._by_event.values() for h in listeners}
+
     def copy(self) -> HandlerRegistry:
         clone = HandlerRegistry()
         clone._by_event = {event: list(hs) for event, hs in self._by_event.items()}

@@ -20,6 +20,13 @@ from arq.worker import Function, Worker, async_check_health, func
 # Importing these registers the built-in handlers in the default registry.
 from handlers import builtin_status, builtin_users  # noqa: F401
 from handlers import metrics as worker_metrics
+from handlers.builtin_portability import DOWNLOAD_DATA, download_data_job
+from handlers.builtin_posts import (
+    FETCH_PUBLISH_STATUS,
+    FETCH_VIDEO,
+    fetch_publish_status_job,
+    fetch_video_job,
+)
 from handlers.builtin_tokens import (
     refresh_due_tokens,
     refresh_token,
@@ -116,7 +123,28 @@ def job_functions() -> list[Function]:
         func(process_event, name=PROCESS_EVENT),
         func(fetch_profile, name=FETCH_PROFILE),
         func(refresh_token, name=REFRESH_TOKEN),
+        func(fetch_publish_status_job, name=FETCH_PUBLISH_STATUS),
+        func(fetch_video_job, name=FETCH_VIDEO),
+        func(download_data_job, name=DOWNLOAD_DATA),
     ]
+
+
+def without_disabled(base: HandlerRegistry, disabled: Sequence[str]) -> HandlerRegistry:
+    """`base` minus the handlers named in WORKER_DISABLED_HANDLERS (a copy if any)."""
+    if not disabled:
+        return base
+    unknown = sorted(set(disabled) - base.names())
+    if unknown:
+        raise ConfigError(
+            [
+                f"WORKER_DISABLED_HANDLERS: no handler named {name!r} (see docs/handlers.md)"
+                for name in unknown
+            ]
+        )
+    trimmed = base.copy()
+    for name in disabled:
+        trimmed.remove(name)
+    return trimmed
 
 
 def create_worker(
@@ -177,7 +205,9 @@ def create_worker(
         on_shutdown=_on_shutdown,
         ctx={
             "settings": settings,
-            "registry": handler_registry or registry,
+            "registry": without_disabled(
+                handler_registry or registry, settings.worker_disabled_handlers
+            ),
             "recorder": recorder,
         },
     )

@@ -43,3 +43,10 @@ RECENT_STREAM: Final = "tiktok:console:recent"
 RECENT_MINUTE_PREFIX: Final = "tiktok:console:minute:"
 CONSOLE_ACTIONS_LIST: Final = "tiktok:console:actions"
 CONSOLE_SESSION_PREFIX: Final = "tiktok:console:session:"  # signed-in sessions (until logout)
+# What the built-in handlers fetched (receiver/fetched.py), per app: the publish status,
+# the video details (+ an index per user), the data requests (+ an index per user).
+FETCHED_PUBLISH_PREFIX: Final = "tiktok:fetched:publish:"
+VIDEO_PREFIX: Final = "tiktok:video:"
+USER_VIDEOS_PREFIX: Final = "tiktok:user-videos:"
+DATA_REQUEST_PREFIX: Final = "tiktok:data-request:"
+USER_DATA_REQUESTS_PREFIX: Final = "tiktok:user-data-requests:"

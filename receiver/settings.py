@@ -102,6 +102,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_session_seconds: int = 8 * 3600
     console_recent_max_entries: int = 5000
     console_recent_max_age_seconds: int = 24 * 3600
+    # Follow-up fetches (handlers/builtin_posts.py, handlers/builtin_portability.py)
+    worker_disabled_handlers: tuple[str, ...] = ()
+    portability_dir: str | None = None
+    portability_max_bytes: int = 2 * 1024**3
+    webhook_accept_unsigned_ping: bool = False
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
@@ -208,9 +213,19 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "CONSOLE_SESSION_SECONDS": "console_session_seconds",
     "CONSOLE_RECENT_MAX_ENTRIES": "console_recent_max_entries",
     "CONSOLE_RECENT_MAX_AGE_SECONDS": "console_recent_max_age_seconds",
+    "WORKER_DISABLED_HANDLERS": "worker_disabled_handlers",
+    "PORTABILITY_DIR": "portability_dir",
+    "PORTABILITY_MAX_BYTES": "portability_max_bytes",
+    "WEBHOOK_ACCEPT_UNSIGNED_PING": "webhook_accept_unsigned_ping",
 }
 _LIST_FIELDS: Final = frozenset(
-    {"tiktok_scopes", "token_encryption_keys", "worker_handler_modules", "redis_sentinels"}
+    {
+        "tiktok_scopes",
+        "token_encryption_keys",
+        "worker_handler_modules",
+        "redis_sentinels",
+        "worker_disabled_handlers",
+    }
 )
 _SECRET_FIELDS: Final = frozenset(
     {"redis_url", "admin_token", "token_encryption_keys", "console_token"}
@@ -402,6 +417,7 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         ("CONSOLE_SESSION_SECONDS", settings.console_session_seconds, 60),
         ("CONSOLE_RECENT_MAX_ENTRIES", settings.console_recent_max_entries, 1),
         ("CONSOLE_RECENT_MAX_AGE_SECONDS", settings.console_recent_max_age_seconds, 60),
+        ("PORTABILITY_MAX_BYTES", settings.portability_max_bytes, 1024),
     )
     for env_name, number, low in minimums:
         if number < low:
@@ -439,7 +455,13 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
             raw[field] = environ[env_name]
     for field in _LIST_FIELDS & raw.keys():
         raw[field] = _split_list(raw[field])
-    for field in ("tiktok_redirect_uri", "oauth_success_url", "admin_token", "console_token"):
+    for field in (
+        "tiktok_redirect_uri",
+        "oauth_success_url",
+        "admin_token",
+        "console_token",
+        "portability_dir",
+    ):
         if isinstance(raw.get(field), str) and not raw[field].strip():
             del raw[field]
     for flag_field in (
@@ -447,6 +469,7 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
         "webhook_capture",
         "redis_sentinel_tls",
         "console_enabled",
+        "webhook_accept_unsigned_ping",
     ):
         if isinstance(raw.get(flag_field), str):
             flag = raw[flag_field].strip().lower()

@@ -1,8 +1,9 @@
 """Latest status of the things TikTok reports on: shares, publishes, data downloads.
 
-The worker writes one record per share_id / publish_id / request_id; the company's
-backend reads it through the internal API or `tiktok-webhooks status`. Deliveries can
-arrive out of order (retries), so a record is only replaced by an event at least as new.
+The worker writes one record per app and share_id / publish_id / request_id (ids are
+only unique within an app); the company's backend reads it through the internal API or
+`tiktok-webhooks status`. Deliveries can arrive out of order (retries), so a record is
+only replaced by an event at least as new.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ Kind = Literal["share", "publish", "portability"]
 KINDS: Final[tuple[Kind, ...]] = ("share", "publish", "portability")
 STATUS_TTL_SECONDS: Final = 90 * 24 * 3600
 
-# From the Content Posting API reference: which failure reasons are worth retrying.
-RETRYABLE_REASONS: Final = frozenset({"internal"})
+# From the Content Posting API reference: which failure reasons are worth retrying
+# (the pull failures when the URL is known to be good; too_many_posts after a while).
+RETRYABLE_REASONS: Final = frozenset(
+    {"internal", "video_pull_failed", "photo_pull_failed", "spam_risk_too_many_posts"}
+)
 NOT_RETRYABLE_REASONS: Final = frozenset(
     {
         "auth_removed",
@@ -33,6 +37,7 @@ NOT_RETRYABLE_REASONS: Final = frozenset(
         "frame_rate_check_failed",
         "picture_size_check_failed",
         "publish_cancelled",
+        "app_version_check_failed",
     }
 )
 
@@ -72,7 +77,12 @@ return 1
 """
 
 
-def status_key(kind: Kind, object_id: str) -> str:
+def status_key(kind: Kind, client_key: str, object_id: str) -> str:
+    return f"{keys.STATUS_PREFIX}{kind}:{client_key}:{object_id}"
+
+
+def _legacy_status_key(kind: Kind, object_id: str) -> str:
+    """Where records were kept before they were keyed by app as well (read only)."""
     return f"{keys.STATUS_PREFIX}{kind}:{object_id}"
 
 
@@ -84,12 +94,25 @@ async def save_status(
     record = msgspec.structs.replace(record, updated_at=time.time())
     script = redis.register_script(_SAVE_IF_NEWER)
     written = await script(
-        keys=[status_key(record.kind, record.id)],
+        keys=[status_key(record.kind, record.client_key, record.id)],
         args=[record.create_time, msgspec.json.encode(record), ttl_seconds],
     )
     return bool(written)
 
 
-async def get_status(redis: aioredis.Redis, kind: Kind, object_id: str) -> StatusRecord | None:
-    raw = await cast(Awaitable[bytes | None], redis.hget(status_key(kind, object_id), "record"))
-    return None if raw is None else _decoder.decode(raw)
+async def get_status(
+    redis: aioredis.Redis, kind: Kind, client_key: str, object_id: str
+) -> StatusRecord | None:
+    """The latest record of `object_id` of the app `client_key`, or None."""
+    raw = await cast(
+        Awaitable[bytes | None], redis.hget(status_key(kind, client_key, object_id), "record")
+    )
+    if raw is not None:
+        return _decoder.decode(raw)
+    legacy = await cast(
+        Awaitable[bytes | None], redis.hget(_legacy_status_key(kind, object_id), "record")
+    )
+    if legacy is None:
+        return None
+    record = _decoder.decode(legacy)
+    return record if record.client_key == client_key else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -20,9 +21,12 @@ from tiktok_sandbox.faults import ConnectionDropped, install_log_filter
 from tiktok_sandbox.ids import new_log_id
 from tiktok_sandbox.oauth import revoke, token
 from tiktok_sandbox.pages import error_page
+from tiktok_sandbox.portability import ROUTES as PORTABILITY_ROUTES
+from tiktok_sandbox.posting import ROUTES as POSTING_ROUTES
 from tiktok_sandbox.simulated import admin_error, json_response
 from tiktok_sandbox.state import SandboxState, get_state
 from tiktok_sandbox.userinfo import user_info
+from tiktok_sandbox.videos import ROUTES as VIDEO_ROUTES
 from tiktok_sandbox.webhook_admin import ROUTES as WEBHOOK_ROUTES
 from tiktok_sandbox.webhooks import WebhookSender
 
@@ -83,6 +87,19 @@ async def _index(request: Request) -> Response:
     )
 
 
+TICK_SECONDS = 0.05
+
+
+async def _advance_timelines(state: SandboxState) -> None:
+    """Publishes and data requests move on the sandbox clock, with or without calls."""
+    while True:
+        try:
+            state.advance_timelines()
+        except Exception:
+            logger.exception("sandbox bug while advancing publishes and data requests")
+        await asyncio.sleep(TICK_SECONDS)
+
+
 def create_app(
     config: SandboxConfig,
     *,
@@ -103,9 +120,13 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         sender = WebhookSender(state)
         await sender.start()
+        ticker = asyncio.create_task(_advance_timelines(state))
         try:
             yield
         finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
             await sender.stop()
 
     routes = [
@@ -115,6 +136,9 @@ def create_app(
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route(REVOKE_PATH, revoke, methods=["POST"]),
         Route(USER_INFO_PATH, user_info, methods=["GET"]),
+        *POSTING_ROUTES,
+        *VIDEO_ROUTES,
+        *PORTABILITY_ROUTES,
         *ADMIN_ROUTES,
         *WEBHOOK_ROUTES,
     ]

@@ -384,18 +384,36 @@ def run_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reads an open_id with TikTok's leading '-' (`-000NAdx…`) as a value, not an option
+    (the receiver's CLI does the same; the sandbox shares no code with it)."""
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if (
+            len(arg_string) >= 8
+            and arg_string.startswith("-")
+            and not arg_string.startswith("--")
+            and arg_string.isascii()
+            and arg_string.replace("-", "").replace("_", "").replace(".", "").isalnum()
+            and arg_string not in self._option_string_actions
+        ):
+            return None
+        return super()._parse_optional(arg_string)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["deliveries"]:
-        deliveries = argparse.ArgumentParser(
+        deliveries = _Parser(
             prog="python -m tiktok_sandbox deliveries",
             description="List the webhook deliveries of a running sandbox",
         )
         configure_deliveries_parser(deliveries)
         return run_deliveries(deliveries.parse_args(argv[1:]))
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m tiktok_sandbox",
-        description="Local simulator of TikTok's OAuth v2 and User Info API",
+        description="Local simulator of TikTok's OAuth v2, User Info, Content Posting status, "
+        "Display and Data Portability APIs",
         epilog="`python -m tiktok_sandbox deliveries --help`: the webhook delivery log",
     )
     configure_parser(parser)

@@ -131,11 +131,17 @@ def _set_fields(patch: msgspec.Struct) -> dict[str, Any]:
     }
 
 
+# What captured token answers say (expires_in 86400, refresh_expires_in 31536000); TikTok's
+# newer docs say 2 h and 180 days: set access_token_ttl / refresh_token_ttl to try those.
+ACCESS_TOKEN_TTL = 86400
+REFRESH_TOKEN_TTL = 365 * 24 * 3600
+
+
 class LiveSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The knobs the admin API may change at run time (`PUT /sandbox/settings`)."""
 
-    access_token_ttl: int = 7200
-    refresh_token_ttl: int = 180 * 24 * 3600
+    access_token_ttl: int = ACCESS_TOKEN_TTL
+    refresh_token_ttl: int = REFRESH_TOKEN_TTL
     code_ttl: int = 300
     # None means no limit.
     rate_limit_per_minute: int | None = 600
@@ -143,6 +149,11 @@ class LiveSettings(msgspec.Struct, frozen=True, kw_only=True):
     # TikTok has been seen answering invalid_client with HTTP 200 and an error body.
     invalid_client_http_status: int = 200
     webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
+    # Sandbox seconds between the states of a publish, and until a data request is ready.
+    publish_step_seconds: float = 1.0
+    data_ready_seconds: float = 1.0
+    # Bytes of filler in each data archive (to try size caps); 0: a small archive.
+    data_archive_padding_bytes: int = 0
 
 
 class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -155,6 +166,15 @@ class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auto_approve: bool | msgspec.UnsetType = msgspec.UNSET
     invalid_client_http_status: HttpStatus | msgspec.UnsetType = msgspec.UNSET
     webhooks: WebhookSettingsPatch | msgspec.UnsetType = msgspec.UNSET
+    publish_step_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    data_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    data_archive_padding_bytes: (
+        Annotated[int, msgspec.Meta(ge=0, le=512 * 1024 * 1024)] | msgspec.UnsetType
+    ) = msgspec.UNSET
 
     def apply(self, settings: LiveSettings) -> LiveSettings:
         changes = _set_fields(self)
@@ -168,8 +188,8 @@ class SandboxConfig(msgspec.Struct, kw_only=True):
 
     apps: list[AppConfig] = msgspec.field(default_factory=list)
     users: list[SandboxUser] = msgspec.field(default_factory=list)
-    access_token_ttl: int = 7200
-    refresh_token_ttl: int = 180 * 24 * 3600
+    access_token_ttl: int = ACCESS_TOKEN_TTL
+    refresh_token_ttl: int = REFRESH_TOKEN_TTL
     code_ttl: int = 300
     rate_limit_per_minute: int | None = 600
     auto_approve: bool = True

@@ -43,5 +43,7 @@ def invalid_grant(description: str) -> OAuthError:
 
 MISMATCHED_REDIRECT = "Redirect_uri is not matched with the uri when requesting code."
 BAD_PKCE = "Code verifier or code challenge is invalid."
-ACCESS_TOKEN_INVALID = "Access token is invalid, please refresh token and retry"
+# The texts of captured TikTok answers (the docs' examples differ slightly).
+ACCESS_TOKEN_INVALID = "The access token is invalid or not found in the request."
+INVALID_CLIENT = "Client key or secret is incorrect."
 RATE_LIMITED = "The API rate limit was exceeded. Please try again later."

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 _SHARE = {"share_id": "video.6974245311675353080.VDCxrcMJ"}
 _INBOX = {"publish_id": "v_pub_file~v2-1.123456789", "publish_type": "INBOX_SHARE"}
+_UPLOADED = {"publish_id": "v_inbox_file~v2.7560045831697483798", "publish_type": "INBOX_SHARE"}
 _DIRECT = {"publish_id": "v_pub_url~v2-1.123456789", "publish_type": "DIRECT_POST"}
 
 DEFAULT_CONTENT: Final[dict[str, dict[str, Any]]] = {
@@ -24,4 +25,7 @@ DEFAULT_CONTENT: Final[dict[str, dict[str, Any]]] = {
     "post.publish.inbox_delivered": dict(_INBOX),
     "post.publish.publicly_available": {**_DIRECT, "post_id": "7281234567890123456"},
     "post.publish.no_longer_publicaly_available": {**_DIRECT, "post_id": 7281234567890123456},
+    # The other spelling of each (an older docs page; a possible fix of TikTok's typo).
+    "post.publish.publicaly_available": {**_UPLOADED, "post_id": 7560045831697483798},
+    "post.publish.no_longer_publicly_available": {**_UPLOADED, "post_id": "7560045831697483798"},
 }

@@ -12,7 +12,19 @@ import msgspec
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-Endpoint = Literal["authorize", "token", "revoke", "user_info"]
+Endpoint = Literal[
+    "authorize",
+    "token",
+    "revoke",
+    "user_info",
+    "publish_status",
+    "video_query",
+    "video_list",
+    "data_add",
+    "data_check",
+    "data_download",
+    "data_cancel",
+]
 OAUTH_ENDPOINTS = frozenset({"authorize", "token", "revoke"})
 
 # Error text TikTok documents for these codes (contract §2.4, §4); others get a generic one.
@@ -21,7 +33,7 @@ _MESSAGES = {
     "server_error": "The server encountered an unexpected error.",
     "temporarily_unavailable": "The service is temporarily unavailable.",
     "rate_limit_exceeded": "The API rate limit was exceeded. Please try again later.",
-    "access_token_invalid": "Access token is invalid, please refresh token and retry",
+    "access_token_invalid": "The access token is invalid or not found in the request.",
     "invalid_params": "One or more fields in request is invalid.",
     "invalid_request": "The request parameters are malformed.",
 }

@@ -112,7 +112,8 @@ class TokenStore:
             if record.client_key != client_key:
                 raise invalid_grant("Authorization code was issued to another client.")
             if record.redirect_uri != redirect_uri:
-                raise invalid_grant(MISMATCHED_REDIRECT)
+                # TikTok's real answer: invalid_request, with this description.
+                raise OAuthError("invalid_request", MISMATCHED_REDIRECT)
             if record.code_challenge is not None and not (
                 code_verifier
                 and hmac.compare_digest(pkce_s256(code_verifier), record.code_challenge)

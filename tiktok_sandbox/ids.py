@@ -7,7 +7,6 @@ import hashlib
 import secrets
 import string
 import time
-import uuid
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -35,7 +34,27 @@ def new_code() -> str:
 
 
 def new_open_id() -> str:
-    return str(uuid.uuid4())
+    """36 characters with a leading '-', like real open_ids (`-000NAdxlHusXRGvLc05cl…`):
+    every test meets an id that a careless command-line parser takes for an option."""
+    return "-000" + _alnum(32)
+
+
+def new_publish_id(inbox: bool) -> str:
+    """`v_inbox_file~v2.<19 digits>` (upload to inbox) or `v_pub_file~v2.<19 digits>`."""
+    return f"{'v_inbox_file' if inbox else 'v_pub_file'}~v2.{_digits19()}"
+
+
+def new_post_id() -> int:
+    """A 19-digit post (video) id: more than a double holds exactly, as TikTok's are."""
+    return int(_digits19())
+
+
+def new_data_request_id() -> int:
+    return 10**14 + secrets.randbelow(9 * 10**14)
+
+
+def _digits19() -> str:
+    return "7" + "".join(secrets.choice(string.digits) for _ in range(18))
 
 
 def new_request_id() -> str:

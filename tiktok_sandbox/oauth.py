@@ -6,12 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tiktok_sandbox.calls import CallContext
-from tiktok_sandbox.errors import RATE_LIMITED, OAuthError
+from tiktok_sandbox.errors import INVALID_CLIENT, RATE_LIMITED, OAuthError
 from tiktok_sandbox.events import REASON_DEVELOPER_REVOKED
 from tiktok_sandbox.simulated import json_response, oauth_error, read_form, run_fault, simulated
 from tiktok_sandbox.state import SandboxState, get_state
-
-INVALID_CLIENT = "Client key or secret is invalid."
 
 
 def _require(form: dict[str, str], *names: str) -> list[str]:

@@ -11,6 +11,11 @@ KNOWN_SCOPES: Final[tuple[str, ...]] = (
     "video.list",
     "video.upload",
     "video.publish",
+    *(
+        f"portability.{kind}.{span}"
+        for kind in ("all", "activity", "directmessages", "postsandprofile")
+        for span in ("single", "ongoing")
+    ),
 )
 
 # `profile_web_link` is named by the Scopes Reference but absent from the field table

@@ -17,12 +17,14 @@ from starlette.requests import Request
 from tiktok_sandbox.calls import CallContext, CallLog
 from tiktok_sandbox.clock import SandboxClock
 from tiktok_sandbox.config import AppConfig, LiveSettings, SandboxConfig, SettingsPatch
+from tiktok_sandbox.data_requests import DataRequestStore
 from tiktok_sandbox.delivery_log import DeliveryLog
 from tiktok_sandbox.events import Outbox
 from tiktok_sandbox.faults import FaultBook
 from tiktok_sandbox.grants import TokenStore
 from tiktok_sandbox.ids import new_log_id
 from tiktok_sandbox.models import SandboxEvent
+from tiktok_sandbox.publishes import PostingStore
 from tiktok_sandbox.ratelimit import SlidingWindowLimiter
 from tiktok_sandbox.users import UserDirectory
 
@@ -46,6 +48,8 @@ class SandboxState:
         self.limiter = SlidingWindowLimiter()
         self.outbox = Outbox()
         self.deliveries = DeliveryLog(webhook_clock)
+        self.posts = PostingStore()
+        self.data_requests = DataRequestStore()
         self.outbox.subscribe(self._queue_delivery)
         self._lock = threading.Lock()
         self._apps: dict[str, AppConfig] = {}
@@ -69,6 +73,8 @@ class SandboxState:
         self.limiter.clear()
         self.outbox.clear()
         self.deliveries.clear()
+        self.posts.clear()
+        self.data_requests.clear()
         self.clock.reset()
 
     def now(self) -> float:
@@ -132,6 +138,21 @@ class SandboxState:
         app = self.app(event.client_key)
         if app is not None and app.callback_url is not None:
             self.deliveries.add_event(event)
+
+    def advance_timelines(self) -> None:
+        """Move publishes and data requests whose next state is due (their webhooks go out)."""
+        now = self.now()
+        settings = self.settings
+
+        def emit(
+            client_key: str, event: str, open_id: str | None, content: dict[str, object]
+        ) -> None:
+            self.outbox.emit(
+                client_key=client_key, event=event, open_id=open_id, content=content, now=now
+            )
+
+        self.posts.advance(now, settings.publish_step_seconds, emit)
+        self.data_requests.advance(now, settings.data_ready_seconds, emit)
 
     def deauthorize(self, open_id: str, client_key: str | None, reason: int) -> list[SandboxEvent]:
         """Revoke the user's grants and queue one `authorization.removed` per app."""

@@ -19,7 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver import users
+from receiver.api import fetched_routes
 from receiver.api.user_view import describe_user
+from receiver.apps import AppChoiceError, choose_app
 from receiver.secrets import Secret
 from receiver.settings import Settings
 from receiver.status_store import KINDS, Kind, get_status
@@ -76,6 +78,7 @@ class InternalApi:
                 methods=["POST"],
             ),
             Route(f"{PREFIX}/status/{{kind}}/{{object_id}}", self._guard(self.status)),
+            *fetched_routes.routes(PREFIX, self._guard),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -174,7 +177,16 @@ class InternalApi:
         kind = _KIND_BY_NAME.get(request.path_params["kind"])
         if kind is None:
             return error(404, "unknown_kind", f"kind must be one of {', '.join(KINDS)}")
-        record = await get_status(services.redis, kind, request.path_params["object_id"])
+        given = request.query_params.get("client_key")
+        try:
+            client_key = choose_app(list(services.vaults), given)
+        except AppChoiceError as exc:
+            return error(
+                404 if given else 400, "unknown_app" if given else "client_key_required", str(exc)
+            )
+        record = await get_status(
+            services.redis, kind, client_key, request.path_params["object_id"]
+        )
         if record is None:
             return error(404, "not_found", f"no status recorded for this {kind}")
         return JSONResponse(msgspec.to_builtins(record), headers=_NO_STORE)

@@ -217,6 +217,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             "TIKTOK_SCOPES": args.scopes,
             # The operator console, signed in with ADMIN_TOKEN from the env file.
             "CONSOLE_ENABLED": "1",
+            # Where the worker keeps downloaded data archives.
+            "PORTABILITY_DIR": os.environ.get("PORTABILITY_DIR") or str(data_dir / "portability"),
         }
         # So `tiktok-webhooks status|tokens|dlq ...` in another shell reach this stack.
         write_private(data_dir / "stack.env", "".join(f"{k}={v}\n" for k, v in wiring.items()))
@@ -305,7 +307,12 @@ def register(sub: Any) -> None:
     dev.add_argument("--sandbox-port", type=int, default=9300)
     dev.add_argument("--redis-port", type=int, default=0, help="default: a free port")
     dev.add_argument("--worker-metrics-port", type=int, default=9101)
-    dev.add_argument("--scopes", default="user.info.basic,user.info.profile,user.info.stats")
+    dev.add_argument(
+        "--scopes",
+        # Enough for every built-in handler: profile, publishes and videos, data archives.
+        default="user.info.basic,user.info.profile,user.info.stats,video.list,video.upload,"
+        "portability.all.ongoing",
+    )
     dev.add_argument(
         "--webhook-time-scale",
         type=float,

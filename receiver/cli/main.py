@@ -14,6 +14,7 @@ import httpx
 import msgspec
 
 from receiver import __version__
+from receiver.cli.parser import CliParser
 from receiver.ingest.delivery import build_body, signed_headers
 from receiver.ingest.examples import EXAMPLE_CONTENT
 from receiver.ingest.signature import signature_header
@@ -122,9 +123,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tiktok-webhooks", description="TikTok for Developers webhook receiver"
-    )
+    parser = CliParser(prog="tiktok-webhooks", description="TikTok for Developers webhook receiver")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -177,12 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_send)
 
     from receiver.cli import dev
+    from receiver.cli import followups as cli_followups
     from receiver.cli import replay as cli_replay
     from receiver.cli import tokens as cli_tokens
     from receiver.cli import worker as cli_worker
     from tiktok_sandbox import cli as sandbox_cli
 
     cli_worker.register(sub)
+    cli_followups.register(sub)
     cli_tokens.register(sub)
     cli_replay.register(sub)
     dev.register(sub)

@@ -1,4 +1,4 @@
-"""CLI commands around the worker: `worker`, `dlq`, `status`."""
+"""CLI commands around the worker: `worker`, `dlq` (`status` is in .followups)."""
 
 from __future__ import annotations
 
@@ -122,21 +122,6 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return _with_store(args, action)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from receiver.status_store import get_status
-
-    async def action(handles: Any, settings: Settings) -> int:
-        pool, _ = handles
-        record = await get_status(pool, args.kind, args.id)
-        if record is None:
-            print(f"no status recorded for {args.kind} {args.id}", file=sys.stderr)
-            return 1
-        print(msgspec.json.format(msgspec.json.encode(record)).decode())
-        return 0
-
-    return _with_store(args, action)
-
-
 def register(sub: Any) -> None:
     worker = sub.add_parser("worker", help="run the arq worker that handles events and tokens")
     worker.add_argument("--config", type=Path, help="TOML settings file")
@@ -155,9 +140,3 @@ def register(sub: Any) -> None:
     dlq.add_argument("--limit", type=int, default=100)
     dlq.add_argument("--config", type=Path, help="TOML settings file")
     dlq.set_defaults(func=cmd_dlq)
-
-    status = sub.add_parser("status", help="latest status of a share, publish or download")
-    status.add_argument("kind", choices=["share", "publish", "portability"])
-    status.add_argument("id", help="share_id, publish_id or request_id")
-    status.add_argument("--config", type=Path, help="TOML settings file")
-    status.set_defaults(func=cmd_status)

@@ -114,8 +114,11 @@ CONTENT_TYPES: Final[dict[str, type[EventContent]]] = {
     "post.publish.complete": PostPublishComplete,
     "post.publish.inbox_delivered": PostPublishInboxDelivered,
     "post.publish.publicly_available": PostPublishPubliclyAvailable,
-    # TikTok's own spelling ("publicaly") is the event name on the wire.
+    # TikTok's own spelling ("publicaly") is the event name on the wire; an older copy of
+    # the docs spelled the first one that way too. Both spellings of both are accepted.
+    "post.publish.publicaly_available": PostPublishPubliclyAvailable,
     "post.publish.no_longer_publicaly_available": PostPublishNoLongerPubliclyAvailable,
+    "post.publish.no_longer_publicly_available": PostPublishNoLongerPubliclyAvailable,
     "tiktok.ping": TikTokPing,
 }
 KNOWN_EVENTS: Final = frozenset(CONTENT_TYPES)

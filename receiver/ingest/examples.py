@@ -36,5 +36,16 @@ EXAMPLE_CONTENT: Final[dict[str, dict[str, Any]]] = {
         "post_id": 7281234567890123456,
         "publish_type": "DIRECT_POST",
     },
+    # The other spellings of the two events above (an older docs page, a possible fix).
+    "post.publish.publicaly_available": {
+        "publish_id": "v_inbox_file~v2.7560045831697483798",
+        "post_id": 7560045831697483798,
+        "publish_type": "INBOX_SHARE",
+    },
+    "post.publish.no_longer_publicly_available": {
+        "publish_id": "v_inbox_file~v2.7560045831697483798",
+        "post_id": "7560045831697483798",
+        "publish_type": "INBOX_SHARE",
+    },
     "tiktok.ping": {"reason": "testing Webhook"},
 }

@@ -25,6 +25,7 @@ from receiver.ingest.events import (
     event_label,
 )
 from receiver.ingest.signature import SignatureError, parse_signature_header, verify_with_keys
+from receiver.ingest.unsigned import accept_unsigned
 from receiver.settings import Settings
 
 logger = logging.getLogger("tiktok_webhooks.webhook")
@@ -34,6 +35,7 @@ _SIGNATURE_HEADER: Final = b"tiktok-signature"
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _ACCEPTED: Final = b'{"status":"accepted"}'
 _DUPLICATE: Final = b'{"status":"duplicate"}'
+_PING_ACCEPTED: Final = b'{"status":"ping"}'
 
 
 def _error_body(error: str, message: str) -> bytes:
@@ -75,6 +77,7 @@ class WebhookEndpoint:
         }
         self._retry_after = str(settings.webhook_retry_after_seconds).encode()
         self._body_timeout = settings.webhook_body_timeout_seconds
+        self._accept_unsigned_ping = settings.webhook_accept_unsigned_ping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -150,6 +153,10 @@ class WebhookEndpoint:
                 signature, raw, keys, tolerance_seconds=self._tolerance, now=now
             )
         except SignatureError as exc:
+            if exc.reason == "missing" and accept_unsigned(
+                label, accept_ping=self._accept_unsigned_ping
+            ):
+                return 200, _PING_ACCEPTED, label, "unsigned_ping"
             if exc.reason == "stale":
                 assert exc.timestamp is not None
                 metrics.SIGNATURE_AGE.observe(max(0.0, now - exc.timestamp))

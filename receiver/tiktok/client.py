@@ -9,9 +9,10 @@ Failures become `receiver.tiktok.errors` classes; tokens never reach logs or mes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import quote, urlencode
@@ -33,6 +34,13 @@ logger = logging.getLogger("tiktok_webhooks.api")
 TOKEN_PATH: Final = "/v2/oauth/token/"
 REVOKE_PATH: Final = "/v2/oauth/revoke/"
 USER_INFO_PATH: Final = "/v2/user/info/"
+
+
+def _json_headers(access_token: Secret) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {access_token.reveal()}",
+        "Content-Type": "application/json; charset=UTF-8",
+    }
 
 
 class TokenGrant(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +198,59 @@ class TikTokClient:
         if not isinstance(user, dict):
             raise answers.invalid_response("user_info", response, "no data.user object")
         return user
+
+    async def api_post(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        access_token: Secret,
+        body: dict[str, Any],
+        *,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """POST a v2 API call with a JSON body; the ``data`` object of a success ({} if none).
+
+        The error code decides (TikTok sends some failures with HTTP 200, and some error
+        bodies without ``data``); integers in the answer stay exact (msgspec decodes them).
+        """
+        response = await self._send(
+            endpoint,
+            "POST",
+            path,
+            params=params,
+            content=msgspec.json.encode(body),
+            headers=_json_headers(access_token),
+        )
+        answer = answers.json_object(response)
+        answers.raise_for_api_error(endpoint, response, answer)
+        assert answer is not None
+        data = answer.get("data")
+        return data if isinstance(data, dict) else {}
+
+    @contextlib.asynccontextmanager
+    async def api_stream(
+        self, endpoint: Endpoint, path: str, access_token: Secret, body: dict[str, Any]
+    ) -> AsyncIterator[httpx.Response]:
+        """POST a v2 call whose success is a byte stream (a data download); the caller
+        reads the body in chunks and tells an archive from a JSON error itself."""
+        if self._before_request is not None:
+            await self._before_request(endpoint)
+        started = time.perf_counter()
+        request = self._http.build_request(
+            "POST", path, content=msgspec.json.encode(body), headers=_json_headers(access_token)
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            api_metrics.observe_request(endpoint, None, time.perf_counter() - started)
+            raise answers.transport_error(endpoint, exc) from None
+        api_metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise answers.transport_error(endpoint, exc) from None
+        finally:
+            await response.aclose()
 
     async def _token_call(self, form: dict[str, str]) -> TokenGrant:
         response, body = await self._oauth_post(TOKEN_PATH, form, "token")

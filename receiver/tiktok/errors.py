@@ -89,7 +89,9 @@ class InvalidGrant(TikTokError):
 class RedirectUriMismatch(InvalidGrant):
     """The code exchange's redirect_uri differs from the one the code was issued for.
 
-    TikTok reports it as ``invalid_grant``; it is a subclass so code that handles
+    Captured TikTok answers say ``invalid_request`` with "Redirect_uri is not matched with
+    the uri when requesting code."; some clients have reported ``invalid_grant``. Both map
+    here by the description. It is a subclass of InvalidGrant so code that handles
     invalid_grant still works, while the hint points at the configuration instead.
     """
 
@@ -193,7 +195,7 @@ def error_for(
     `retry_after` is the raw Retry-After header, if any.
     """
     cls = _BY_CODE.get(code)
-    if cls is InvalidGrant and "redirect_uri" in description.lower():
+    if code in ("invalid_grant", "invalid_request") and "redirect_uri" in description.lower():
         cls = RedirectUriMismatch
     if cls is None:
         if http_status == 429:

@@ -7,12 +7,23 @@ end up in a label. The metrics live in prometheus-client's default registry.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from prometheus_client import Counter, Histogram
 
-Endpoint = Literal["token", "revoke", "user_info"]
-ENDPOINTS: Final[tuple[Endpoint, ...]] = ("token", "revoke", "user_info")
+Endpoint = Literal[
+    "token",
+    "revoke",
+    "user_info",
+    "publish_status",
+    "video_query",
+    "video_list",
+    "data_add",
+    "data_check",
+    "data_download",
+    "data_cancel",
+]
+ENDPOINTS: Final[tuple[Endpoint, ...]] = get_args(Endpoint)
 STATUS_CLASSES: Final = ("2xx", "4xx", "5xx", "error")
 # Error kinds are the class names of receiver.tiktok.errors, a closed set.
 ERROR_KINDS: Final = (

@@ -54,6 +54,25 @@ def api_error(endpoint: Endpoint, response: httpx.Response, error: dict[str, Any
     )
 
 
+def raise_for_api_error(
+    endpoint: Endpoint, response: httpx.Response, body: dict[str, Any] | None
+) -> None:
+    """Raise the TikTokError a v2 API answer names; return for a usable success."""
+    error = body.get("error") if body is not None else None
+    if isinstance(error, dict):
+        # Success is "ok"; an older copy of the docs showed 0 (contract §4).
+        if error.get("code") not in ("ok", 0, "0", None):
+            raise api_error(endpoint, response, error)
+    elif error not in (None, "", 0):
+        # An OAuth-shaped error on an API endpoint, e.g. from a gateway.
+        assert body is not None
+        raise oauth_error(endpoint, response, body)
+    if not response.is_success:
+        raise status_error(endpoint, response)
+    if body is None:
+        raise invalid_response(endpoint, response, "the body is not a JSON object")
+
+
 def status_error(endpoint: Endpoint, response: httpx.Response) -> TikTokError:
     """For a failed status whose body names no error (a gateway's HTML page, nothing)."""
     return _from_answer(endpoint, response, f"http_{response.status_code}", "", None)

@@ -8,11 +8,13 @@ purged, and find all of it in both metrics endpoints.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,9 @@ import pytest
 from receiver.testing.redis_server import free_port
 
 EVENTS = 12
+SCOPES = "user.info.basic,user.info.profile,user.info.stats,video.list,video.upload," + (
+    "portability.all.ongoing"
+)
 
 
 @dataclass
@@ -97,6 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             sys.executable, "-m", "receiver.cli", "dev", "--quiet",
             "--port", str(port), "--sandbox-port", str(sandbox_port),
             "--worker-metrics-port", str(metrics_port), "--data-dir", str(data_dir),
+            "--scopes", SCOPES,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -275,3 +281,67 @@ def test_the_dev_stack_keeps_its_secrets_private(stack: Stack) -> None:
             except OSError:
                 continue
             assert secrets["TIKTOK_CLIENT_SECRET"].encode() not in cmdline
+
+
+def test_a_publish_to_its_public_video_and_a_data_request_to_its_archive(stack: Stack) -> None:
+    """The follow-up fetches end to end: the sandbox's publish sends its webhooks, the
+    worker fetches status and video; a data request started through the internal API
+    ends as a verified archive on disk."""
+    open_id = "-000e2eRealShapedOpenIdAbCdEf0123456"  # TikTok's shape: 36 chars, leading '-'
+    stack.sandbox_api("POST", "/sandbox/users", json={"open_id": open_id, "display_name": "Ro"})
+    stack.sandbox_api("PUT", "/sandbox/settings", json={"publish_step_seconds": 0.5})
+    connect(stack, open_id)
+
+    # 1. Upload to inbox → the creator posts → the post becomes public.
+    publish = stack.sandbox_api("POST", "/sandbox/publishes", json={"open_id": open_id})
+    publish_id = publish["publish_id"]
+
+    def fetched_post_ids() -> list[str]:
+        response = stack.internal(f"/publishes/{publish_id}")
+        if response.status_code != 200:
+            return []
+        body = response.json()
+        fetched = body["fetched"] or {}
+        ids: list[str] = fetched.get("post_ids") or []
+        return ids if (body["event"] or {}).get("status") == "publicly_available" else []
+
+    wait_for("the publish status with its post id", lambda: bool(fetched_post_ids()))
+    [post_id] = fetched_post_ids()
+    assert post_id == stack.sandbox_api("GET", f"/sandbox/publishes/{publish_id}")["post_ids"][0]
+
+    def video() -> dict[str, Any] | None:
+        videos = stack.internal(f"/users/{open_id}/videos").json()["videos"]
+        found = [v for v in videos if v["post_id"] == post_id and v["state"] == "fetched"]
+        return found[0] if found else None
+
+    wait_for("the public video's details", lambda: video() is not None)
+    details = (video() or {})["details"]
+    assert details["id"] == post_id  # a string, all 19 digits
+    assert details["view_count"] == 1234
+    assert (video() or {})["public"] is True
+
+    # 2. A data request: add → ready webhook (no user_openid) → check → download.
+    started = httpx.post(
+        f"{stack.receiver}/internal/users/{open_id}/data-requests",
+        json={"categories": ["all_data"], "format": "json"},
+        headers={"Authorization": f"Bearer {stack.admin_token}"},
+        timeout=10,
+    )
+    assert started.status_code == 201, started.text
+    request_id = started.json()["request_id"]
+
+    def request_status() -> dict[str, Any]:
+        listed = stack.internal(f"/users/{open_id}/data-requests").json()["data_requests"]
+        found: dict[str, Any] = next(r for r in listed if r["request_id"] == request_id)
+        return found
+
+    wait_for("the archive", lambda: request_status()["status"] == "downloaded")
+    record = request_status()
+    path = Path(record["path"])
+    assert path.parent == stack.data_dir / "portability"
+    data = path.read_bytes()
+    assert record["size"] == len(data)
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        assert open_id.encode() in archive.read("user_data.json")

@@ -156,8 +156,9 @@ def test_an_app_needs_a_redirect_uri(sandbox: SandboxClient) -> None:
 def test_settings_round_trip_and_validation(sandbox: SandboxClient) -> None:
     defaults = sandbox.admin("GET", "settings").json()
     assert defaults == {
-        "access_token_ttl": 7200,
-        "refresh_token_ttl": 180 * 24 * 3600,
+        # What captured TikTok token answers say: expires_in 86400, refresh_expires_in 31536000.
+        "access_token_ttl": 86400,
+        "refresh_token_ttl": 365 * 24 * 3600,
         "code_ttl": 300,
         "rate_limit_per_minute": 600,
         "auto_approve": True,
@@ -173,6 +174,9 @@ def test_settings_round_trip_and_validation(sandbox: SandboxClient) -> None:
             "clock_skew_seconds": 0.0,
             "revoke_sends_event": True,
         },
+        "publish_step_seconds": 1.0,
+        "data_ready_seconds": 1.0,
+        "data_archive_padding_bytes": 0,
     }
     changed = sandbox.admin("PUT", "settings", {"access_token_ttl": 60}).json()
     assert changed == {**defaults, "access_token_ttl": 60}

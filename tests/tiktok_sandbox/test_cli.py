@@ -20,6 +20,7 @@ from tiktok_sandbox.cli import (
     config_from_args,
     configure_deliveries_parser,
     configure_parser,
+    main,
     run,
     run_deliveries,
 )
@@ -273,3 +274,15 @@ def _answers(base_url: str) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+def test_deliveries_of_a_user_whose_open_id_starts_with_a_dash(
+    with_deliveries: tuple[str, list[int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_url, _ = with_deliveries
+    # `python -m tiktok_sandbox deliveries --open-id -000…`: real open_ids start with '-'.
+    code = main(
+        ["deliveries", "--url", base_url, "--open-id", "-000NAdxlHusXRGvLc05cl15y3jnkJg4utC5"]
+    )
+    assert code == 0
+    assert capsys.readouterr().out == "no webhook deliveries\n"  # filtered by that user

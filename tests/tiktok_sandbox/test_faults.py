@@ -135,7 +135,7 @@ def test_faults_are_consumed_in_order_and_can_be_cleared(sandbox: SandboxClient)
     "spec",
     [
         {"endpoint": "token"},
-        {"endpoint": "video_list", "status": 500},
+        {"endpoint": "video_upload", "status": 500},
         {"endpoint": "token", "status": 500, "drop_connection": True},
         {"endpoint": "token", "status": 999},
         {"endpoint": "token", "status": 500, "count": 0},

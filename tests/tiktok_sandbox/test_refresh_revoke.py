@@ -42,14 +42,14 @@ def test_refresh_rotates_the_refresh_token(sandbox: SandboxClient) -> None:
 
 def test_refresh_expires_in_counts_from_the_first_issuance(sandbox: SandboxClient) -> None:
     tokens = sandbox.login()
-    assert tokens["refresh_expires_in"] == 180 * DAY
+    assert tokens["refresh_expires_in"] == 365 * DAY
     sandbox.advance(1000)
     refreshed = sandbox.refresh(tokens["refresh_token"]).json()
-    assert refreshed["refresh_expires_in"] == 180 * DAY - 1000
-    assert refreshed["expires_in"] == 7200  # the access token's clock does restart
+    assert refreshed["refresh_expires_in"] == 365 * DAY - 1000
+    assert refreshed["expires_in"] == 86400  # the access token's clock does restart
     sandbox.advance(DAY)
     again = sandbox.refresh(refreshed["refresh_token"]).json()
-    assert again["refresh_expires_in"] == 179 * DAY - 1000
+    assert again["refresh_expires_in"] == 364 * DAY - 1000
 
 
 def test_a_refresh_token_dies_at_its_original_expiry(sandbox: SandboxClient) -> None:
@@ -110,7 +110,7 @@ def test_expire_refresh_token_forces_reauthorization(sandbox: SandboxClient) -> 
 
 def test_the_access_token_expires_after_its_ttl(sandbox: SandboxClient) -> None:
     tokens = sandbox.login()
-    sandbox.advance(7199)
+    sandbox.advance(86399)
     assert sandbox.user_info(tokens["access_token"]).status_code == 200
     sandbox.advance(1)
     assert sandbox.user_info(tokens["access_token"]).status_code == 401

@@ -56,8 +56,9 @@ def test_code_exchange_returns_the_contracts_flat_json(sandbox: SandboxClient) -
     ]
     assert body["access_token"].startswith("act.")
     assert body["refresh_token"].startswith("rft.")
-    assert body["expires_in"] == 7200
-    assert body["refresh_expires_in"] == 180 * DAY
+    # What captured TikTok answers say (the newer docs say 2 h and 180 days).
+    assert body["expires_in"] == 86400
+    assert body["refresh_expires_in"] == 365 * DAY
     assert body["open_id"] == ALICE
     assert body["scope"] == "user.info.basic,video.list"
     assert body["token_type"] == "Bearer"
@@ -97,9 +98,10 @@ def test_redirect_uri_must_equal_the_one_used_for_the_code(sandbox: SandboxClien
     code = sandbox.code()
     # Also registered for the app, but not the one the code was requested with.
     response = sandbox.exchange(code, redirect_uri=OTHER_REDIRECT_URI)
+    # TikTok's real answer is invalid_request (not invalid_grant), with this description.
     assert_oauth_error(
         response,
-        "invalid_grant",
+        "invalid_request",
         description="Redirect_uri is not matched with the uri when requesting code.",
     )
 
@@ -136,7 +138,7 @@ def test_invalid_client_answers_http_200_with_an_error_body(
 ) -> None:
     response = sandbox.exchange(sandbox.code(), **form)
     assert_oauth_error(
-        response, "invalid_client", status=200, description="Client key or secret is invalid."
+        response, "invalid_client", status=200, description="Client key or secret is incorrect."
     )
     assert "access_token" not in response.json()
 

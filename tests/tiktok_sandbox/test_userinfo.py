@@ -131,7 +131,8 @@ def test_profile_changes_show_up(sandbox: SandboxClient) -> None:
 
 
 def test_unknown_v2_paths_answer_in_the_api_envelope(sandbox: SandboxClient) -> None:
-    assert_api_error(sandbox.http.get("/v2/video/list/"), 404, "invalid_params")
+    assert_api_error(sandbox.http.get("/v2/research/video/query/"), 404, "invalid_params")
+    assert_api_error(sandbox.http.get("/v2/video/list/"), 405, "invalid_params")
     assert_api_error(sandbox.http.post("/v2/user/info/"), 405, "invalid_params")
 
 

@@ -29,6 +29,7 @@ def running_sandbox() -> Iterator[str]:
             )
         ],
         users=[SandboxUser(open_id=open_id, display_name=open_id.title()) for open_id in USERS],
+        access_token_ttl=7200,  # the tests count in TikTok's documented 2 h tokens
         rate_limit_per_minute=None,
     )
     with serve_in_thread(create_app(config)) as base_url:
