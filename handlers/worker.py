@@ -30,7 +30,7 @@ from handlers.context import HandlerOutcome, WorkerState
 from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
 from handlers.ratelimit import RateLimiter
-from handlers.registry import HandlerRegistry, registry
+from handlers.registry import ANY, UNKNOWN, HandlerRegistry, registry
 from receiver.ingest.jobs import (
     FETCH_PROFILE,
     PROCESS_EVENT,
@@ -112,6 +112,7 @@ def create_worker(
     burst: bool = False,
     handle_signals: bool = True,
     recorder: list[HandlerOutcome] | None = None,
+    log_outcomes: bool = False,
     with_crons: bool = True,
     extra_functions: Sequence[Function | WorkerCoroutine] = (),
 ) -> Worker:
@@ -164,6 +165,7 @@ def create_worker(
             "settings": settings,
             "registry": handler_registry or registry,
             "recorder": recorder,
+            "log_outcomes": log_outcomes,
         },
     )
 
@@ -188,6 +190,7 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
         limiter=limiter,
         dead_letters=DeadLetterStore(arq_redis),
         recorder=ctx.get("recorder"),
+        log_outcomes=bool(ctx.get("log_outcomes")),
     )
     ctx["state"] = state
     ctx["stats_task"] = asyncio.ensure_future(_queue_stats_loop(state))
@@ -229,4 +232,19 @@ async def _queue_stats_loop(state: WorkerState) -> None:
 
 async def check_health(settings: Settings) -> int:
     """0 when a worker on this queue reported in within the health-check interval."""
-    return await async_check_health(redis_settings(settings), queue_name=settings.queue_name)
+    connection = redis_settings(settings)
+    connection.conn_retries = 0  # a probe answers at once; the orchestrator asks again
+    return await async_check_health(connection, queue_name=settings.queue_name)
+
+
+def describe_handlers(handler_registry: HandlerRegistry | None = None) -> list[str]:
+    """One line per module: the handlers it registered and their events (start-up log)."""
+    by_module: dict[str, list[str]] = {}
+    for handler, events in (handler_registry or registry).entries():
+        shown = ", ".join(_event_label(e) for e in events)
+        by_module.setdefault(handler.func.__module__, []).append(f"{handler.name} ({shown})")
+    return [f"{module}: {'; '.join(names)}" for module, names in by_module.items()]
+
+
+def _event_label(event: str) -> str:
+    return {UNKNOWN: "unknown events", ANY: "every event"}.get(event, event)

@@ -3,7 +3,9 @@ the OAuth routes (TIKTOK_REDIRECT_URI set) and the internal API (ADMIN_TOKEN set
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -21,6 +23,7 @@ from receiver.ingest.capture import CaptureConfig, capturing
 from receiver.ingest.enqueue import EventQueue
 from receiver.oauth.routes import OAuthRoutes
 from receiver.redis_conn import create_redis
+from receiver.redis_watch import redis_location, watch_redis
 from receiver.settings import Settings
 from receiver.vault.services import (
     TokenServices,
@@ -56,6 +59,9 @@ class ReceiverApp:
                 routes.extend(feature.routes())
         self.starlette = Starlette(routes=routes, lifespan=self.lifespan)
         self.redis = create_redis(settings)
+        # Set by `tiktok-webhooks dev` per child: /healthz and /readyz repeat it, so the
+        # supervisor knows it reached its own receiver (not another program on the port).
+        self.run_token = os.environ.get("TIKTOK_WEBHOOKS_RUN_TOKEN") or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == webhook.PATH:
@@ -71,6 +77,7 @@ class ReceiverApp:
             dedupe_ttl_seconds=self.settings.webhook_dedupe_ttl_seconds,
             job_expires_seconds=self.settings.job_expires_seconds,
         )
+        watch = asyncio.ensure_future(watch_redis(self.redis, redis_location(self.settings)))
         await queue.load_script()
         self.webhook.queue = queue
         services = None
@@ -83,6 +90,9 @@ class ReceiverApp:
             async with capturing(self.webhook, self.redis, self.capture_config):
                 yield
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             for feature in (self.oauth, self.internal_api):
                 if feature is not None:
                     feature.attach(None)
@@ -93,16 +103,22 @@ class ReceiverApp:
             await self.redis.aclose()
 
     async def healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok"}, headers=self._run_token_header())
 
     async def readyz(self, _request: Request) -> Response:
+        headers = self._run_token_header()
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             return JSONResponse(
-                {"status": "unavailable", "redis": type(exc).__name__}, status_code=503
+                {"status": "unavailable", "redis": type(exc).__name__},
+                status_code=503,
+                headers=headers,
             )
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready"}, headers=headers)
+
+    def _run_token_header(self) -> dict[str, str] | None:
+        return {"X-Run-Token": self.run_token} if self.run_token else None
 
     async def metrics(self, _request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

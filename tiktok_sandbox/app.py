@@ -20,6 +20,7 @@ from tiktok_sandbox.faults import ConnectionDropped, install_log_filter
 from tiktok_sandbox.ids import new_log_id
 from tiktok_sandbox.oauth import revoke, token
 from tiktok_sandbox.pages import error_page
+from tiktok_sandbox.service_routes import service_routes
 from tiktok_sandbox.simulated import admin_error, json_response
 from tiktok_sandbox.state import SandboxState, get_state
 from tiktok_sandbox.userinfo import user_info
@@ -118,6 +119,7 @@ def create_app(
         *ADMIN_ROUTES,
         *WEBHOOK_ROUTES,
     ]
+    routes += service_routes(routes)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _crash},
