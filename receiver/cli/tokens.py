@@ -51,6 +51,7 @@ def _when(ts: float | None) -> str:
 def _with_vault(args: argparse.Namespace, action: Action) -> int:
     from redis.exceptions import RedisError
 
+    from receiver.cli.failures import unreachable_redis
     from receiver.redis_conn import create_redis
     from receiver.vault.services import TokenServices
     from receiver.vault.vault import VaultError
@@ -67,8 +68,7 @@ def _with_vault(args: argparse.Namespace, action: Action) -> int:
                 return 2
             return await action(services, vault)
         except (RedisError, OSError) as exc:
-            print(f"error: Redis is unreachable ({type(exc).__name__}): {exc}", file=sys.stderr)
-            return 1
+            raise unreachable_redis(settings, exc) from None
         except VaultError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
