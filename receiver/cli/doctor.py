@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
+from receiver.cli.verdict import serve_problems, worker_problems
 from receiver.secrets import Secret
 from receiver.settings import (
     DEFAULT_API_BASE_URL,
@@ -27,7 +28,7 @@ from receiver.settings import (
 )
 from receiver.tiktok.errors import InvalidClient
 from receiver.vault.crypto import TokenCipher
-from receiver.vault.services import MIN_ADMIN_TOKEN_LENGTH, check_web_features
+from receiver.vault.services import MIN_ADMIN_TOKEN_LENGTH
 
 # The scopes the contract names (tiktok-contract.md §2.1, §4) and the sandbox knows.
 KNOWN_SCOPES: Final = frozenset(
@@ -70,9 +71,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    skipped: bool = False
 
     def line(self) -> str:
-        return f"{'OK' if self.ok else 'FAIL':<4} {self.name}: {self.detail}"
+        label = "SKIP" if self.skipped else "OK" if self.ok else "FAIL"
+        return f"{label:<4} {self.name}: {self.detail}"
 
 
 def _ok(name: str, detail: str) -> Check:
@@ -211,19 +214,25 @@ def _admin_token(raw: dict[str, str]) -> Check:
 
 
 def _settings(environ: Mapping[str, str], config_path: Path | None) -> Iterator[Check]:
+    """The verdict of `serve` and `worker` themselves on this configuration."""
     try:
-        check_web_features(load_settings(environ, config_path))
+        settings = load_settings(environ, config_path)
     except ConfigError as exc:
-        rest = [p for p in exc.problems if not any(name in p for name in _COVERED)]
-        for problem in rest:
-            yield _fail("settings", problem)
-        if not rest:
-            yield _fail("settings", "the service would refuse to start (see above)")
+        problems = exc.problems
+    else:
+        problems = list(dict.fromkeys(serve_problems(settings) + worker_problems(settings)))
+    if not problems:
+        yield _ok("settings", "`serve` and `worker` accept this configuration")
         return
-    yield _ok("settings", "the service accepts this configuration")
+    rest = [p for p in problems if not any(name in p for name in _COVERED)]
+    for problem in rest:
+        yield _fail("settings", problem)
+    if not rest:
+        yield _fail("settings", "`serve` and `worker` would refuse to start (see above)")
 
 
 def _redis(raw: dict[str, str]) -> Check:
+    told = "REDIS_URL" in raw
     url = raw.get("REDIS_URL", "redis://127.0.0.1:6379/0").strip()
     parts = urlsplit(url)
     where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
@@ -238,16 +247,29 @@ def _redis(raw: dict[str, str]) -> Check:
     except (redis.RedisError, OSError, ValueError) as exc:
         # Messages name host and port, never the password; strip it anyway if one slipped in.
         text = str(exc).replace(parts.password, "***") if parts.password else str(exc)
+        note = "" if told else " (REDIS_URL is not set: tried the default)"
         return _fail(
             "redis",
-            f"{where}: {type(exc).__name__}: {text} (check REDIS_URL and that Redis is running)",
+            f"{where}{note}: {type(exc).__name__}: {text} (check REDIS_URL and that Redis is "
+            "running)",
         )
-    return _ok("redis", f"{where} answers (Redis {info.get('redis_version', '?')})")
+    note = "" if told else " (REDIS_URL is not set: the default)"
+    return _ok("redis", f"{where} answers (Redis {info.get('redis_version', '?')}){note}")
 
 
 def _tiktok(raw: dict[str, str]) -> Iterator[Check]:
+    told = bool(raw.get("TIKTOK_API_BASE_URL", "").strip())
     base = raw.get("TIKTOK_API_BASE_URL", DEFAULT_API_BASE_URL).strip().rstrip("/")
     url = f"{base}/v2/oauth/token/"
+    if not told and not raw.get("TIKTOK_CLIENT_KEY", "").strip():
+        yield Check(
+            "tiktok api",
+            True,
+            f"not contacted: no client key to check, and TIKTOK_API_BASE_URL is not set "
+            f"(it would be TikTok's public API, {base})",
+            skipped=True,
+        )
+        return
     headers = {"Cache-Control": "no-cache"}
     try:
         with httpx.Client(timeout=10, headers={"User-Agent": "tiktok-webhooks-doctor"}) as http:
@@ -260,10 +282,11 @@ def _tiktok(raw: dict[str, str]) -> Iterator[Check]:
                     "TikTok's error JSON: check TIKTOK_API_BASE_URL",
                 )
                 return
+            public = "" if told else " (TIKTOK_API_BASE_URL is not set: TikTok's public API)"
             yield _ok(
                 "tiktok api",
                 f"{url} answers (unauthenticated request: "
-                f"{body['error']}, log_id {body.get('log_id', '-')})",
+                f"{body['error']}, log_id {body.get('log_id', '-')}){public}",
             )
             key = raw.get("TIKTOK_CLIENT_KEY", "").strip()
             secret = raw.get("TIKTOK_CLIENT_SECRET", "").split(",")[0].strip()

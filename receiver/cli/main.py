@@ -16,6 +16,7 @@ import msgspec
 
 from receiver import __version__
 from receiver.cli.failures import CommandFailed
+from receiver.cli.verdict import require_serve
 from receiver.ingest.delivery import build_body, signed_headers
 from receiver.ingest.events import KNOWN_EVENTS
 from receiver.ingest.examples import EXAMPLE_CONTENT
@@ -35,14 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from receiver.app import create_app
 
     settings = _settings(args)
-    if not settings.apps:
-        raise ConfigError(
-            [
-                "no TikTok app configured: set TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET "
-                "(the app's Client key and Client secret from the TikTok portal), or add "
-                "[[apps]] to the --config file"
-            ]
-        )
+    require_serve(settings)
     app = create_app(settings)
     # Everything imported and built so far lives as long as the process: keep it out of
     # the collector's way, and collect young objects less often. Both cut the pauses

@@ -296,7 +296,9 @@ def register(sub: Any) -> None:
         help="with --resign: put this client_key into each envelope (the receiver only "
         "accepts its configured apps; the corpus has TikTok's example keys)",
     )
-    replay.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    replay.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per request (default 10)"
+    )
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     replay.set_defaults(func=cmd_replay)

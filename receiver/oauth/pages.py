@@ -46,6 +46,7 @@ def page(
     details: Sequence[tuple[str, str]] = (),
     start_again: bool = False,
     headers: dict[str, str] | None = None,
+    details_title: str = "For the site's operator",
 ) -> HTMLResponse:
     """A page with a title, one message and optional operator details (all escaped)."""
     parts = [f"<p>{html.escape(message)}</p>"]
@@ -53,7 +54,7 @@ def page(
         rows = "".join(
             f"<dt>{html.escape(name)}</dt><dd>{html.escape(value)}</dd>" for name, value in details
         )
-        parts.append(f"<h2>For the site's operator</h2><dl>{rows}</dl>")
+        parts.append(f"<h2>{html.escape(details_title)}</h2><dl>{rows}</dl>")
     if start_again:
         parts.append(START_AGAIN)
     content = _TEMPLATE.format(title=html.escape(title), body="\n".join(parts))

@@ -144,7 +144,7 @@ async def test_pkce_sends_an_s256_challenge_and_the_verifier_kept_with_the_state
         assert query["code_challenge"] == [challenge]
         assert verifier not in authorize
 
-        response = await browser.http.get(await browser.authorize(authorize, "bob"))
+        response = await browser.finish(await browser.authorize(authorize, "bob"))
         assert response.status_code == 200, response.text
     # The state record (and with it the verifier) is gone once used.
     assert verifier.encode() not in await redis_dump(redis_client)
@@ -156,8 +156,8 @@ async def test_two_tabs_in_one_browser_both_connect(redis_url: str, tiktok: Tikt
     async with running(settings) as browser:
         first = await browser.authorize(await browser.start(), "alice")
         second = await browser.authorize(await browser.start(), "bob")
-        assert (await browser.http.get(second)).status_code == 200
-        assert (await browser.http.get(first)).status_code == 200
+        assert (await browser.finish(second)).status_code == 200
+        assert (await browser.finish(first)).status_code == 200
 
 
 async def test_reconnect_after_removal_clears_the_removal_mark(

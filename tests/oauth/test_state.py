@@ -58,7 +58,7 @@ async def test_unknown_or_malformed_state(
 async def test_reused_state(redis_url: str, redis_client: aioredis.Redis, tiktok: Tiktok) -> None:
     async with running(oauth_settings(redis_url, tiktok.url)) as browser:
         callback = await browser.authorize(await browser.start())
-        assert (await browser.http.get(callback)).status_code == 200
+        assert (await browser.finish(callback)).status_code == 200
         again = await browser.http.get(callback)
     assert again.status_code == 400
     assert "already used" in again.text
