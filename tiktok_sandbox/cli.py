@@ -213,13 +213,17 @@ def _is_loopback(host: str) -> bool:
 
 
 def _show_sandbox_logs(level: str) -> None:
-    """Print the sandbox's own log lines (e.g. each webhook attempt at info) like uvicorn's."""
-    logger = logging.getLogger("sandbox")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    """Print the sandbox's own log lines (e.g. each webhook attempt at info) like uvicorn's,
+    each exactly once: with a handler of their own and no propagation to the root logger
+    (which the main CLI configures too)."""
+    for name in ("sandbox", "tiktok_sandbox"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+            logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(level.upper())
 
 
 def run(args: argparse.Namespace) -> int:
