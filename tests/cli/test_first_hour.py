@@ -192,3 +192,65 @@ def test_handlers_list_names_builtin_and_own_handlers(tmp_path: Path) -> None:
     assert rows["acme.shout"].split()[1:] == ["acme.hooks", "video.publish.completed"]
     assert "builtin.purge_user" in rows
     assert "handler modules (WORKER_HANDLER_MODULES): acme.hooks" in listed.stdout
+
+
+def test_sign_on_a_terminal_says_it_reads_standard_input() -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [*CLI, "sign", "--secret", "s", "--timestamp", "1700000000"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        assert process.stderr is not None
+        said = process.stderr.readline()
+        assert "reading the body from standard input" in said
+        os.write(controller, b"{}\n\x04")
+        out, _ = process.communicate(timeout=30)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+        if process.stderr is not None:
+            process.stderr.close()
+    assert out.startswith("t=1700000000,s=")
+    piped = subprocess.run(
+        [*CLI, "sign", "--secret", "s"], input="{}", capture_output=True, text=True, check=False
+    )
+    assert piped.returncode == 0
+    assert piped.stderr == ""
+
+
+def test_serve_names_the_redis_it_cannot_reach() -> None:
+    port = free_port()
+    env = worker_env(f"redis://:hunter2@127.0.0.1:{port}/0")
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            if "tiktok_webhooks.redis" in line:
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()
+    assert f"Redis at redis://:***@127.0.0.1:{port}/0 unreachable (ConnectionError)" in line
+    assert "check REDIS_URL" in line
+
+
+def test_replaying_the_corpus_resigned_needs_the_client_key() -> None:
+    env = clean_env(TIKTOK_CLIENT_SECRET="s")
+    url = f"http://127.0.0.1:{free_port()}/webhooks/tiktok"
+    result = run("replay", "--corpus", url, "--resign", env=env)
+    assert result.returncode == 2
+    assert "--corpus needs --client-key" in result.stderr
