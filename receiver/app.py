@@ -77,7 +77,10 @@ class ReceiverApp:
             dedupe_ttl_seconds=self.settings.webhook_dedupe_ttl_seconds,
             job_expires_seconds=self.settings.job_expires_seconds,
         )
-        watch = asyncio.ensure_future(watch_redis(self.redis, redis_location(self.settings)))
+        stop_watch = asyncio.Event()
+        watch = asyncio.ensure_future(
+            watch_redis(self.redis, redis_location(self.settings), stop_watch)
+        )
         await queue.load_script()
         self.webhook.queue = queue
         services = None
@@ -90,6 +93,7 @@ class ReceiverApp:
             async with capturing(self.webhook, self.redis, self.capture_config):
                 yield
         finally:
+            stop_watch.set()
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch

@@ -8,6 +8,7 @@ cannot, so an operator reading the log sees which URL to check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Final
@@ -51,14 +52,17 @@ def redis_location(settings: Settings) -> str:
 async def watch_redis(
     redis: aioredis.Redis,
     where: str,
+    stop: asyncio.Event,
     *,
     probe_every: float = PROBE_EVERY_SECONDS,
     warn_every: float = WARN_EVERY_SECONDS,
 ) -> None:
-    """Ping until cancelled; log when Redis cannot be reached, and when it answers again."""
+    """Ping until `stop` is set; log when Redis cannot be reached, and when it answers
+    again. (A stop event, not only cancellation: redis-py's timeouts can swallow a
+    cancellation that arrives during a command.)"""
     reachable: bool | None = None
     warned_at = 0.0
-    while True:
+    while not stop.is_set():
         try:
             await redis.ping()
             problem = None
@@ -79,4 +83,5 @@ async def watch_redis(
             if reachable is False:
                 logger.info("Redis at %s answers again", where)
             reachable = True
-        await asyncio.sleep(probe_every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), probe_every)

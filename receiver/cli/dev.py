@@ -351,7 +351,10 @@ def _run_stack(args: argparse.Namespace, data_dir: Path) -> int:
         # this stack (a failed start leaves the files of the last good one alone).
         (data_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in wiring.items()))
         activate = data_dir / "activate"
-        write_private(activate, _activate_script(creds | wiring, data_dir))
+        write_private(
+            activate,
+            _activate_script(creds | wiring, data_dir, handler_paths if modules else []),
+        )
         _print_summary(base, sandbox, metrics_port, data_dir, modules)
         reload = _HandlerReload(supervisor, worker, modules, handler_paths)
         return supervisor.watch(reload.check if modules and not args.no_reload else _nothing)
@@ -403,7 +406,7 @@ class _HandlerReload:
         print("-- worker restarted with the new handlers", flush=True)
 
 
-def _activate_script(values: dict[str, str], data_dir: Path) -> str:
+def _activate_script(values: dict[str, str], data_dir: Path, import_paths: list[Path]) -> str:
     bin_dir = Path(sys.executable).parent
     lines = [
         "# Made by `tiktok-webhooks dev` for the stack in this directory. In another shell,",
@@ -412,6 +415,10 @@ def _activate_script(values: dict[str, str], data_dir: Path) -> str:
         "# Development credentials, not TikTok's.",
         f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"',
     ]
+    if import_paths:
+        # So `tiktok-webhooks handlers list` (and python) there import the --handlers too.
+        joined = shlex.quote(":".join(str(p) for p in import_paths))
+        lines.append(f'export PYTHONPATH={joined}"${{PYTHONPATH:+:$PYTHONPATH}}"')
     lines += [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
     return "\n".join(lines) + "\n"
 

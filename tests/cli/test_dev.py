@@ -138,6 +138,9 @@ def test_dev_stack_from_a_fresh_shell(
     )
     assert sent.returncode == 0, sent.stdout + sent.stderr
     output.wait_for("tiktok.ping -> acme.pong: ok")
+    listed = in_activated_shell(project, "tiktok-webhooks handlers list")
+    assert listed.returncode == 0, listed.stderr
+    assert "acme.pong" in listed.stdout
 
     second = subprocess.run(
         [*CLI, "dev", *FREE_PORTS, "--data-dir", str(data)],
