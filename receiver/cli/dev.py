@@ -402,7 +402,17 @@ class _HandlerReload:
         )
         self.seen = now
         print(f"\n-- {', '.join(changed)} changed: restarting the worker", flush=True)
-        self.supervisor.restart(self.worker)
+        try:
+            self.supervisor.restart(self.worker)
+        except RuntimeError:
+            # A typo in a handler must not stop the stack: wait for the next save.
+            self.supervisor.children.remove(self.worker)
+            print(
+                "-- the worker did not start with the changed handlers (see its lines "
+                "above); the rest keeps running: fix and save again",
+                flush=True,
+            )
+            return
         print("-- worker restarted with the new handlers", flush=True)
 
 

@@ -117,7 +117,7 @@ def in_activated_shell(project: Path, command: str) -> subprocess.CompletedProce
 def test_dev_stack_from_a_fresh_shell(
     project: Path, stack: tuple[subprocess.Popen[str], Output]
 ) -> None:
-    _, output = stack
+    process, output = stack
     data = project / ".dev-data"
     for name in ("activate", "env"):
         assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
@@ -156,9 +156,14 @@ def test_dev_stack_from_a_fresh_shell(
     assert "Traceback" not in second.stderr
 
     hooks = project / "acme" / "hooks.py"
-    hooks.write_text(hooks.read_text().replace("'pong'", "'pong again'"))
+    good = hooks.read_text()
+    hooks.write_text(good.replace("async def", "async deff"))  # a typo while editing
+    output.wait_for("changed: restarting the worker")
+    output.wait_for("the worker did not start with the changed handlers")
+    hooks.write_text(good.replace("'pong'", "'pong again'"))
     output.wait_for("changed: restarting the worker")
     output.wait_for("worker restarted with the new handlers")
+    assert process.poll() is None  # the stack kept running through the typo
 
 
 def test_dev_says_which_port_is_taken(tmp_path: Path) -> None:
