@@ -27,6 +27,8 @@ class WorkerState:
     dead_letters: DeadLetterStore
     # Results of the latest handler runs, for tests and the replay helper (bounded).
     recorder: list[HandlerOutcome] | None = None
+    # Log one line per handler run (`worker --log-handlers`, which `dev` turns on).
+    log_outcomes: bool = False
 
 
 @dataclass(frozen=True)

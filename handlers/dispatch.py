@@ -26,6 +26,7 @@ from receiver.ingest.events import MalformedEvent, WebhookEvent, decode_body, ev
 from receiver.ingest.jobs import PROCESS_EVENT
 
 logger = logging.getLogger("tiktok_webhooks.worker")
+_outcome_log = logging.getLogger("tiktok_webhooks.handlers")
 
 NO_EVENT: Final = "none"
 _RECORDER_LIMIT: Final = 10_000
@@ -169,6 +170,14 @@ async def run_handlers(ctx: dict[str, Any], event: WebhookEvent) -> dict[str, An
 
 
 def _record(state: WorkerState, outcome: HandlerOutcome) -> None:
+    if state.log_outcomes:
+        _outcome_log.info(
+            "%s -> %s: %s (job %s)",
+            outcome.event,
+            outcome.handler,
+            "ok" if outcome.ok else f"failed, {outcome.error}",
+            outcome.job_id,
+        )
     if state.recorder is not None:
         state.recorder.append(outcome)
         if len(state.recorder) > _RECORDER_LIMIT:

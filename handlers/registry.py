@@ -65,6 +65,14 @@ class HandlerRegistry:
         key = event if event in KNOWN_EVENTS or event in self._by_event else UNKNOWN
         return [*self._by_event.get(key, ()), *self._by_event.get(ANY, ())]
 
+    def entries(self) -> list[tuple[Handler, list[str]]]:
+        """Every handler once, in registration order, with the events it listens to."""
+        found: dict[str, tuple[Handler, list[str]]] = {}
+        for event, listeners in self._by_event.items():
+            for handler in listeners:
+                found.setdefault(handler.name, (handler, []))[1].append(event)
+        return list(found.values())
+
     def remove(self, name: str) -> None:
         """Unregister a handler everywhere (tests, or replacing a built-in)."""
         for listeners in self._by_event.values():

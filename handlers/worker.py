@@ -39,7 +39,7 @@ from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
 from handlers.giveup import DeadLetteringWorker
 from handlers.ratelimit import RateLimiter
-from handlers.registry import HandlerRegistry, registry
+from handlers.registry import ANY, UNKNOWN, HandlerRegistry, registry
 from receiver.ingest.jobs import (
     FETCH_PROFILE,
     PROCESS_EVENT,
@@ -94,12 +94,16 @@ def _sentinel_pool(settings: Settings) -> ArqRedis:
     return pool
 
 
-async def arq_pool(settings: Settings) -> ArqRedis:
-    """An arq client of the queue's Redis (through the sentinels, with TLS, when set)."""
+async def arq_pool(settings: Settings, *, retries: int | None = None) -> ArqRedis:
+    """An arq client of the queue's Redis (through the sentinels, with TLS, when set);
+    `retries` overrides arq's connection retries (0: fail at once)."""
     if settings.redis_sentinels:
         return _sentinel_pool(settings)
+    connection = redis_settings(settings)
+    if retries is not None:
+        connection.conn_retries = retries
     return await create_pool(
-        redis_settings(settings),
+        connection,
         job_serializer=job_serializer,
         job_deserializer=job_deserializer,
         default_queue_name=settings.queue_name,
@@ -154,6 +158,7 @@ def create_worker(
     burst: bool = False,
     handle_signals: bool = True,
     recorder: list[HandlerOutcome] | None = None,
+    log_outcomes: bool = False,
     with_crons: bool = True,
     extra_functions: Sequence[Function | WorkerCoroutine] = (),
 ) -> Worker:
@@ -209,6 +214,7 @@ def create_worker(
                 handler_registry or registry, settings.worker_disabled_handlers
             ),
             "recorder": recorder,
+            "log_outcomes": log_outcomes,
         },
     )
 
@@ -237,6 +243,7 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
             max_age_seconds=settings.dead_letter_max_age_seconds,
         ),
         recorder=ctx.get("recorder"),
+        log_outcomes=bool(ctx.get("log_outcomes")),
     )
     ctx["state"] = state
     ctx["stats_task"] = asyncio.ensure_future(_queue_stats_loop(state))
@@ -279,10 +286,25 @@ async def _queue_stats_loop(state: WorkerState) -> None:
 async def check_health(settings: Settings) -> int:
     """0 when a worker on this queue reported in within the health-check interval."""
     if not settings.redis_sentinels:
-        return await async_check_health(redis_settings(settings), queue_name=settings.queue_name)
+        connection = redis_settings(settings)
+        connection.conn_retries = 0  # a probe answers at once; the orchestrator asks again
+        return await async_check_health(connection, queue_name=settings.queue_name)
     # arq's own Sentinel pool drops REDIS_URL's TLS options: read the key with ours.
     pool = await arq_pool(settings)
     try:
         return 0 if await pool.get(settings.queue_name + health_check_key_suffix) else 1
     finally:
         await pool.aclose()
+
+
+def describe_handlers(handler_registry: HandlerRegistry | None = None) -> list[str]:
+    """One line per module: the handlers it registered and their events (start-up log)."""
+    by_module: dict[str, list[str]] = {}
+    for handler, events in (handler_registry or registry).entries():
+        shown = ", ".join(_event_label(e) for e in events)
+        by_module.setdefault(handler.func.__module__, []).append(f"{handler.name} ({shown})")
+    return [f"{module}: {'; '.join(names)}" for module, names in by_module.items()]
+
+
+def _event_label(event: str) -> str:
+    return {UNKNOWN: "unknown events", ANY: "every event"}.get(event, event)

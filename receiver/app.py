@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -25,6 +26,7 @@ from receiver.ingest.enqueue import EventQueue
 from receiver.ingest.recent import RecentIndex
 from receiver.oauth.routes import OAuthRoutes
 from receiver.redis_conn import create_redis
+from receiver.redis_watch import redis_location, watch_redis
 from receiver.settings import Settings
 from receiver.vault.services import (
     TokenServices,
@@ -62,6 +64,9 @@ class ReceiverApp:
                 routes.extend(feature.routes())
         self.starlette = Starlette(routes=routes, lifespan=self.lifespan)
         self.redis = create_redis(settings)
+        # Set by `tiktok-webhooks dev` per child: /healthz and /readyz repeat it, so the
+        # supervisor knows it reached its own receiver (not another program on the port).
+        self.run_token = os.environ.get("TIKTOK_WEBHOOKS_RUN_TOKEN") or None
 
     def _features(self) -> tuple[OAuthRoutes | InternalApi | ConsoleRoutes, ...]:
         return tuple(f for f in (self.oauth, self.internal_api, self.console) if f is not None)
@@ -79,6 +84,10 @@ class ReceiverApp:
             queue_name=self.settings.queue_name,
             dedupe_ttl_seconds=self.settings.webhook_dedupe_ttl_seconds,
             job_expires_seconds=self.settings.job_expires_seconds,
+        )
+        stop_watch = asyncio.Event()
+        watch = asyncio.ensure_future(
+            watch_redis(self.redis, redis_location(self.settings), stop_watch)
         )
         await queue.load_script()
         self.webhook.queue = queue
@@ -99,6 +108,10 @@ class ReceiverApp:
             async with capturing(self.webhook, self.redis, self.capture_config):
                 yield
         finally:
+            stop_watch.set()
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             self.webhook.recent = None
             if recent is not None:
                 await recent.aclose()
@@ -111,18 +124,24 @@ class ReceiverApp:
             await self.redis.aclose()
 
     async def healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok"}, headers=self._run_token_header())
 
     async def readyz(self, _request: Request) -> Response:
+        headers = self._run_token_header()
         try:
             # Bounded as a whole: redis-py's own timeouts apply per socket operation.
             async with asyncio.timeout(self.settings.redis_timeout_seconds):
                 await self.redis.ping()
         except (RedisError, OSError, TimeoutError) as exc:
             return JSONResponse(
-                {"status": "unavailable", "redis": type(exc).__name__}, status_code=503
+                {"status": "unavailable", "redis": type(exc).__name__},
+                status_code=503,
+                headers=headers,
             )
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready"}, headers=headers)
+
+    def _run_token_header(self) -> dict[str, str] | None:
+        return {"X-Run-Token": self.run_token} if self.run_token else None
 
     async def metrics(self, _request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -22,6 +22,9 @@ def open_private(path: Path | str, *, append: bool = False) -> IO[bytes]:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path`, readable by its owner only."""
-    with open_private(path) as out:
+    """Write `text` (UTF-8) to `path`, readable by its owner only; a reader sees the old
+    file or the whole new one, never a part (written aside, then renamed into place)."""
+    partial = path.with_name(path.name + ".partial")
+    with open_private(partial) as out:
         out.write(text.encode("utf-8"))
+    os.replace(partial, path)

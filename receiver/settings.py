@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
@@ -365,6 +365,8 @@ def _validate(settings: Settings, problems: list[str]) -> None:
     url = urlsplit(settings.redis_url.reveal())
     if url.scheme not in ("redis", "rediss", "unix"):
         problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
+    else:
+        problems.extend(_redis_url_problems(url.scheme, url))
     if settings.redis_sentinel_tls and url.scheme != "rediss":
         problems.append(
             "REDIS_SENTINEL_TLS uses the TLS options of REDIS_URL: start it with rediss://"
@@ -428,6 +430,69 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         problems.append("TIKTOK_SCOPES must name at least one scope, e.g. user.info.basic")
 
 
+_REDIS_URL_FORM: Final = "redis://[:PASSWORD@]HOST:PORT/DB, e.g. redis://127.0.0.1:6379/0"
+
+
+def _redis_url_problems(scheme: str, url: SplitResult) -> list[str]:
+    if scheme == "unix":
+        return (
+            []
+            if url.path
+            else ["REDIS_URL: unix:// needs a socket path, e.g. unix:///run/redis.sock"]
+        )
+    try:
+        url.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        return [
+            f"REDIS_URL: the port is not a number between 0 and 65535; expected {_REDIS_URL_FORM}"
+        ]
+    if not url.hostname:
+        return [f"REDIS_URL has no host; expected {_REDIS_URL_FORM}"]
+    database = url.path.strip("/")
+    if database and not database.isdigit():
+        return [f"REDIS_URL: the database {database!r} is not a number; expected {_REDIS_URL_FORM}"]
+    return []
+
+
+def _expected_form(type_: Any) -> str:
+    """How a value of the field's type is written in an environment variable."""
+    if type_ is bool:
+        return "true or false (also 1/0, yes/no, on/off)"
+    if type_ is int:
+        return "a whole number"
+    if type_ is float:
+        return "a number"
+    if getattr(type_, "__origin__", None) is tuple:
+        return "a comma-separated list"
+    return "text"
+
+
+def _check_types(raw: dict[str, Any], from_env: set[str], problems: list[str]) -> None:
+    """Check each value against its field's type; report and drop those that do not fit,
+    naming the variable, the expected form and the default."""
+    names = {field: env for env, field in _ENV_FIELDS.items()}
+    for info in msgspec.structs.fields(Settings):
+        if info.name not in raw:
+            continue
+        try:
+            msgspec.convert(raw[info.name], info.type, strict=False, dec_hook=_dec_hook)
+        except msgspec.ValidationError:
+            value = raw.pop(info.name)
+            where = names[info.name] if info.name in from_env else f"config key {info.name!r}"
+            form = _expected_form(info.type)
+            if info.name in _SECRET_FIELDS:
+                problems.append(f"{where}: expected {form}")
+                continue
+            default = info.default
+            if isinstance(default, bool) or default is None:
+                shown = str(default).lower()
+            elif isinstance(default, tuple):
+                shown = ",".join(default)
+            else:
+                shown = str(default)
+            problems.append(f"{where}: expected {form} (default: {shown}), got {value!r}")
+
+
 def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -> Settings:
     """Build Settings from `environ` and an optional TOML file; raise ConfigError."""
     problems: list[str] = []
@@ -450,9 +515,11 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
             problems.append(f"config file: unknown key {key!r}")
             continue
         raw[key] = value
+    from_env: set[str] = set()
     for env_name, field in _ENV_FIELDS.items():
         if env_name in environ:
             raw[field] = environ[env_name]
+            from_env.add(field)
     for field in _LIST_FIELDS & raw.keys():
         raw[field] = _split_list(raw[field])
     for field in (
@@ -478,6 +545,7 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
             elif flag in ("0", "false", "no", "off", ""):
                 raw[flag_field] = False
 
+    _check_types(raw, from_env, problems)
     try:
         settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:

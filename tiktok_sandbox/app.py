@@ -23,6 +23,7 @@ from tiktok_sandbox.oauth import revoke, token
 from tiktok_sandbox.pages import error_page
 from tiktok_sandbox.portability import ROUTES as PORTABILITY_ROUTES
 from tiktok_sandbox.posting import ROUTES as POSTING_ROUTES
+from tiktok_sandbox.service_routes import service_routes
 from tiktok_sandbox.simulated import admin_error, json_response
 from tiktok_sandbox.state import SandboxState, get_state
 from tiktok_sandbox.userinfo import user_info
@@ -142,6 +143,7 @@ def create_app(
         *ADMIN_ROUTES,
         *WEBHOOK_ROUTES,
     ]
+    routes += service_routes(routes)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _crash},

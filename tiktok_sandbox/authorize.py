@@ -189,10 +189,13 @@ async def authorize(request: Request, ctx: CallContext) -> Response:
             expires_at=state.now() + PENDING_TTL,
         )
         state.tokens.add_pending(pending, state.now())
+        app = state.app(req.client_key)
         return consent_page(
             request_id=request_id,
+            app_name=app.name if app is not None else req.client_key,
             client_key=req.client_key,
             user=req.user,
+            users=state.users.all(),
             scopes=req.scopes,
             action=DECISION_PATH,
         )
@@ -211,7 +214,7 @@ async def authorize(request: Request, ctx: CallContext) -> Response:
 
 @simulated("authorize_decision", render_html)
 async def decide(request: Request, ctx: CallContext) -> Response:
-    """The consent page's Approve / Deny buttons post here."""
+    """The consent page's Approve / Deny buttons post here (with the chosen `open_id`)."""
     state = get_state(request)
     form, problem = await read_form(request)
     if problem is not None:
@@ -227,15 +230,23 @@ async def decide(request: Request, ctx: CallContext) -> Response:
             "invalid_request",
             "This authorization request is unknown, expired or already answered.",
         )
+    open_id = pending.open_id
+    chosen = form.get("open_id")
+    if chosen and chosen != open_id:
+        # The consent page's select: approve as another sandbox user.
+        if state.users.get(chosen) is None:
+            state.tokens.add_pending(pending, state.now())  # not used up by a bad choice
+            return render_html(ctx, 400, "invalid_request", "open_id names no sandbox user.")
+        open_id = chosen
     ctx.client_key = pending.client_key
-    ctx.open_id = pending.open_id
+    ctx.open_id = open_id
     return _answer(
         state,
         ctx,
         approve=decision == "approve",
         client_key=pending.client_key,
         redirect_uri=pending.redirect_uri,
-        open_id=pending.open_id,
+        open_id=open_id,
         scopes=pending.scopes,
         oauth_state=pending.state,
         code_challenge=pending.code_challenge,

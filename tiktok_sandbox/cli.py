@@ -25,6 +25,7 @@ import uvicorn
 
 from tiktok_sandbox.app import AUTHORIZE_PATH, create_app
 from tiktok_sandbox.config import (
+    DEFAULT_APP_NAME,
     DEFAULT_REDIRECT_URI,
     AppConfig,
     LiveSettings,
@@ -45,8 +46,12 @@ SECRET_ENV = "TIKTOK_SANDBOX_CLIENT_SECRET"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", dest="sandbox_host", default="127.0.0.1")
-    parser.add_argument("--port", dest="sandbox_port", type=int, default=9300)
+    parser.add_argument(
+        "--host", dest="sandbox_host", default="127.0.0.1", help="address (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", dest="sandbox_port", type=int, default=9300, help="port (default 9300)"
+    )
     parser.add_argument(
         "--client-key",
         dest="sandbox_client_key",
@@ -57,6 +62,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         dest="sandbox_client_secret",
         default=os.environ.get(SECRET_ENV) or None,
         help=f"the app's client secret (default: ${SECRET_ENV}, which keeps it out of `ps`)",
+    )
+    parser.add_argument(
+        "--app-name",
+        dest="sandbox_app_name",
+        default=DEFAULT_APP_NAME,
+        help=f"the app's name on the consent page (default {DEFAULT_APP_NAME!r})",
     )
     parser.add_argument(
         "--redirect-uri",
@@ -77,6 +88,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.access_token_ttl,
         metavar="SECONDS",
+        help=f"lifetime of access tokens (default {_DEFAULTS.access_token_ttl})",
     )
     parser.add_argument(
         "--refresh-token-ttl",
@@ -84,6 +96,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.refresh_token_ttl,
         metavar="SECONDS",
+        help=f"lifetime of refresh tokens (default {_DEFAULTS.refresh_token_ttl})",
     )
     parser.add_argument(
         "--code-ttl",
@@ -91,6 +104,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.code_ttl,
         metavar="SECONDS",
+        help=f"lifetime of authorization codes (default {_DEFAULTS.code_ttl})",
     )
     parser.add_argument(
         "--rate-limit",
@@ -98,7 +112,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.rate_limit_per_minute,
         metavar="PER_MINUTE",
-        help="requests per endpoint per app per minute; 0 turns the limit off",
+        help="requests per endpoint per app per minute; 0 turns the limit off "
+        f"(default {_DEFAULTS.rate_limit_per_minute})",
     )
     parser.add_argument(
         "--invalid-client-status",
@@ -106,7 +121,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.invalid_client_http_status,
         metavar="STATUS",
-        help="HTTP status of invalid_client errors (TikTok has been seen sending 200)",
+        help="HTTP status of invalid_client errors (TikTok has been seen sending 200; "
+        f"default {_DEFAULTS.invalid_client_http_status})",
     )
     parser.add_argument(
         "--callback-url",
@@ -120,8 +136,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=_WEBHOOK_DEFAULTS.time_scale,
         metavar="FACTOR",
-        help="multiplies webhook retry delays and the horizon (1 = real time; 0.001: "
-        "72 h in about 4 min)",
+        help="multiplies webhook retry delays and the horizon (default 1 = real time; "
+        "0.001: 72 h in about 4 min)",
     )
     parser.add_argument(
         "--webhook-retry-base",
@@ -129,7 +145,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=_WEBHOOK_DEFAULTS.retry_base_seconds,
         metavar="SECONDS",
-        help="delay before the first webhook retry; each next one doubles",
+        help="delay before the first webhook retry; each next one doubles (default "
+        f"{_WEBHOOK_DEFAULTS.retry_base_seconds:g})",
     )
     parser.add_argument(
         "--webhook-horizon",
@@ -145,13 +162,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=_WEBHOOK_DEFAULTS.timeout_seconds,
         metavar="SECONDS",
-        help="how long one webhook attempt may take (not scaled)",
+        help="how long one webhook attempt may take, not scaled (default "
+        f"{_WEBHOOK_DEFAULTS.timeout_seconds:g})",
     )
     parser.add_argument(
         "--log-level",
         dest="sandbox_log_level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
+        help="log level (default info)",
     )
 
 
@@ -167,6 +186,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         app = AppConfig(client_key=key, client_secret=secret, redirect_uris=uris)
     else:
         raise ValueError(f"--client-key and --client-secret (or ${SECRET_ENV}) go together")
+    app.name = args.sandbox_app_name
     if args.sandbox_callback_url is not None:
         problem = callback_url_problem(args.sandbox_callback_url)
         if problem is not None:
@@ -199,13 +219,17 @@ def _is_loopback(host: str) -> bool:
 
 
 def _show_sandbox_logs(level: str) -> None:
-    """Print the sandbox's own log lines (e.g. each webhook attempt at info) like uvicorn's."""
-    logger = logging.getLogger("sandbox")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    """Print the sandbox's own log lines (e.g. each webhook attempt at info) like uvicorn's,
+    each exactly once: with a handler of their own and no propagation to the root logger
+    (which the main CLI configures too)."""
+    for name in ("sandbox", "tiktok_sandbox"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+            logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(level.upper())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -248,10 +272,21 @@ def configure_deliveries_parser(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"base URL of the running sandbox (default: {DEFAULT_URL})",
     )
-    parser.add_argument("--status", dest="sandbox_status", choices=sorted(STATUSES))
-    parser.add_argument("--event", dest="sandbox_event", metavar="NAME")
-    parser.add_argument("--open-id", dest="sandbox_open_id", metavar="OPEN_ID")
-    parser.add_argument("--client-key", dest="sandbox_client_key", metavar="KEY")
+    parser.add_argument(
+        "--status",
+        dest="sandbox_status",
+        choices=sorted(STATUSES),
+        help="only deliveries in this state (default: all)",
+    )
+    parser.add_argument(
+        "--event", dest="sandbox_event", metavar="NAME", help="only this event (default: all)"
+    )
+    parser.add_argument(
+        "--open-id", dest="sandbox_open_id", metavar="OPEN_ID", help="only this user's"
+    )
+    parser.add_argument(
+        "--client-key", dest="sandbox_client_key", metavar="KEY", help="only this app's"
+    )
     parser.add_argument(
         "--id",
         dest="sandbox_delivery_id",
@@ -263,7 +298,12 @@ def configure_deliveries_parser(parser: argparse.ArgumentParser) -> None:
         "--json", dest="sandbox_json", action="store_true", help="print the API's JSON"
     )
     parser.add_argument(
-        "--timeout", dest="sandbox_timeout", type=float, default=5.0, metavar="SECONDS"
+        "--timeout",
+        dest="sandbox_timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the sandbox (default 5)",
     )
 
 

@@ -15,6 +15,7 @@ HttpStatus = Annotated[int, msgspec.Meta(ge=200, le=599)]
 DEFAULT_CLIENT_KEY = "sandbox_client_key"
 DEFAULT_CLIENT_SECRET = "sandbox_client_secret"  # a public test credential, not a secret
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/oauth/tiktok/callback"
+DEFAULT_APP_NAME = "Sandbox app"
 
 
 def callback_url_problem(url: str) -> str | None:
@@ -42,6 +43,8 @@ class AppConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     redirect_uris: list[str]
     # Where webhooks go (one per app, as in the portal); None: the app gets no webhooks.
     callback_url: str | None = None
+    # What the consent page calls the app (the portal's app name).
+    name: str = DEFAULT_APP_NAME
 
     def problems(self) -> list[str]:
         found: list[str] = []

@@ -42,16 +42,33 @@ def error_page(status: int, error: str, description: str) -> HTMLResponse:
 
 
 def consent_page(
-    *, request_id: str, client_key: str, user: SandboxUser, scopes: tuple[str, ...], action: str
+    *,
+    request_id: str,
+    app_name: str,
+    client_key: str,
+    user: SandboxUser,
+    users: list[SandboxUser],
+    scopes: tuple[str, ...],
+    action: str,
 ) -> HTMLResponse:
+    """Approve or deny, as one of the sandbox users (a select, `user` chosen first)."""
     items = "".join(f"<li>{escape(scope)}</li>" for scope in scopes)
+    choices = "".join(
+        f'<option value="{escape(u.open_id)}"{" selected" if u.open_id == user.open_id else ""}>'
+        f"{escape(u.display_name)} ({escape(u.open_id)})</option>"
+        for u in users
+    )
     body = (
-        f"<h1>{escape(client_key)} would like to access your TikTok account</h1>"
+        f'<h1><span id="app">{escape(app_name)}</span> would like to access your TikTok '
+        "account</h1>"
+        f'<p><small>client key <code id="client_key">{escape(client_key)}</code></small></p>'
         f'<p>Logged in as <strong id="user">{escape(user.display_name)}</strong>'
         f" (<code>{escape(user.open_id)}</code>)</p>"
         f'<p>Requested permissions:</p><ul id="scopes">{items}</ul>'
         f'<form method="post" action="{escape(action)}">'
         f'<input type="hidden" name="request_id" value="{escape(request_id)}">'
+        '<p><label for="open_id">Approve as</label> '
+        f'<select id="open_id" name="open_id">{choices}</select></p>'
         '<button type="submit" name="decision" value="approve">Approve</button>'
         '<button type="submit" name="decision" value="deny">Deny</button>'
         "</form>"

@@ -20,18 +20,20 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
+from receiver.cli.verdict import serve_problems, worker_problems
 from receiver.redis_conn import check_hostname
 from receiver.secrets import Secret
 from receiver.security_checks import is_loopback_host, security_warnings
 from receiver.settings import (
     DEFAULT_API_BASE_URL,
     ConfigError,
+    Settings,
     load_settings,
     redirect_uri_problem,
 )
 from receiver.tiktok.errors import InvalidClient
 from receiver.vault.crypto import TokenCipher
-from receiver.vault.services import MIN_ADMIN_TOKEN_LENGTH, check_web_features
+from receiver.vault.services import MIN_ADMIN_TOKEN_LENGTH
 
 # The scopes the contract names (tiktok-contract.md §2.1, §4) and the sandbox knows.
 KNOWN_SCOPES: Final = frozenset(
@@ -75,9 +77,12 @@ class Check:
     ok: bool
     detail: str
     warning: bool = False
+    skipped: bool = False
 
     def line(self) -> str:
-        label = "FAIL" if not self.ok else "WARN" if self.warning else "OK"
+        label = (
+            "SKIP" if self.skipped else "FAIL" if not self.ok else "WARN" if self.warning else "OK"
+        )
         return f"{label:<4} {self.name}: {self.detail}"
 
 
@@ -221,17 +226,25 @@ def _admin_token(raw: dict[str, str]) -> Check:
 
 
 def _settings(environ: Mapping[str, str], config_path: Path | None) -> Iterator[Check]:
+    """The verdict of `serve` and `worker` themselves on this configuration, then the
+    settings that work but weaken security."""
+    settings: Settings | None = None
     try:
         settings = load_settings(environ, config_path)
-        check_web_features(settings)
     except ConfigError as exc:
-        rest = [p for p in exc.problems if not any(name in p for name in _COVERED)]
+        problems = exc.problems
+    else:
+        problems = list(dict.fromkeys(serve_problems(settings) + worker_problems(settings)))
+    if problems:
+        rest = [p for p in problems if not any(name in p for name in _COVERED)]
         for problem in rest:
             yield _fail("settings", problem)
         if not rest:
-            yield _fail("settings", "the service would refuse to start (see above)")
+            yield _fail("settings", "`serve` and `worker` would refuse to start (see above)")
+    else:
+        yield _ok("settings", "`serve` and `worker` accept this configuration")
+    if settings is None:
         return
-    yield _ok("settings", "the service accepts this configuration")
     warnings = security_warnings(settings)
     url = urlsplit(settings.redis_url.reveal())
     if (
@@ -250,6 +263,7 @@ def _settings(environ: Mapping[str, str], config_path: Path | None) -> Iterator[
 
 
 def _redis(raw: dict[str, str]) -> Iterator[Check]:
+    told = "REDIS_URL" in raw
     url = raw.get("REDIS_URL", "redis://127.0.0.1:6379/0").strip()
     parts = urlsplit(url)
     where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
@@ -269,12 +283,15 @@ def _redis(raw: dict[str, str]) -> Iterator[Check]:
     except (redis.RedisError, OSError, ValueError) as exc:
         # Messages name host and port, never the password; strip it anyway if one slipped in.
         text = str(exc).replace(parts.password, "***") if parts.password else str(exc)
+        note = "" if told else " (REDIS_URL is not set: tried the default)"
         yield _fail(
             "redis",
-            f"{where}: {type(exc).__name__}: {text} (check REDIS_URL and that Redis is running)",
+            f"{where}{note}: {type(exc).__name__}: {text} (check REDIS_URL and that Redis is "
+            "running)",
         )
         return
-    yield _ok("redis", f"{where} answers (Redis {info.get('redis_version', '?')})")
+    note = "" if told else " (REDIS_URL is not set: the default)"
+    yield _ok("redis", f"{where} answers (Redis {info.get('redis_version', '?')}){note}")
     yield redis_memory(memory)
 
 
@@ -302,8 +319,18 @@ def redis_memory(memory: Mapping[str, Any]) -> Check:
 
 
 def _tiktok(raw: dict[str, str]) -> Iterator[Check]:
+    told = bool(raw.get("TIKTOK_API_BASE_URL", "").strip())
     base = raw.get("TIKTOK_API_BASE_URL", DEFAULT_API_BASE_URL).strip().rstrip("/")
     url = f"{base}/v2/oauth/token/"
+    if not told and not raw.get("TIKTOK_CLIENT_KEY", "").strip():
+        yield Check(
+            "tiktok api",
+            True,
+            f"not contacted: no client key to check, and TIKTOK_API_BASE_URL is not set "
+            f"(it would be TikTok's public API, {base})",
+            skipped=True,
+        )
+        return
     headers = {"Cache-Control": "no-cache"}
     try:
         with httpx.Client(timeout=10, headers={"User-Agent": "tiktok-webhooks-doctor"}) as http:
@@ -316,10 +343,11 @@ def _tiktok(raw: dict[str, str]) -> Iterator[Check]:
                     "TikTok's error JSON: check TIKTOK_API_BASE_URL",
                 )
                 return
+            public = "" if told else " (TIKTOK_API_BASE_URL is not set: TikTok's public API)"
             yield _ok(
                 "tiktok api",
                 f"{url} answers (unauthenticated request: "
-                f"{body['error']}, log_id {body.get('log_id', '-')})",
+                f"{body['error']}, log_id {body.get('log_id', '-')}){public}",
             )
             key = raw.get("TIKTOK_CLIENT_KEY", "").strip()
             secret = raw.get("TIKTOK_CLIENT_SECRET", "").split(",")[0].strip()

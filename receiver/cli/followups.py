@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from receiver.cli.failures import EXIT_CONFIG, CommandFailed
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -37,33 +39,29 @@ def _print(data: Any) -> None:
     print(msgspec.json.format(msgspec.json.encode(data)).decode())
 
 
-def _client_key(settings: Settings, given: str | None) -> str | None:
+def _client_key(settings: Settings, given: str | None) -> str:
     from receiver.apps import AppChoiceError, choose_app
 
     try:
         return choose_app([app.client_key for app in settings.apps], given)
     except AppChoiceError as exc:
         hint = "pass --client-key" if not given else "check --client-key"
-        print(f"error: {exc}: {hint}", file=sys.stderr)
-        return None
+        raise CommandFailed(f"{exc}: {hint}", EXIT_CONFIG) from None
 
 
 def _run(settings: Settings, action: Any) -> int:
-    from redis.exceptions import RedisError
-
+    from receiver.cli.failures import reaching_redis
     from receiver.redis_conn import create_redis
 
     async def run() -> int:
         redis = create_redis(settings)
         try:
             return int(await action(redis))
-        except (RedisError, OSError) as exc:
-            print(f"error: Redis is unreachable ({type(exc).__name__}): {exc}", file=sys.stderr)
-            return 1
         finally:
             await redis.aclose()
 
-    return asyncio.run(run())
+    with reaching_redis(settings):
+        return asyncio.run(run())
 
 
 async def _lookup(redis: aioredis.Redis, kind: str, client_key: str, object_id: str) -> Any:
@@ -88,8 +86,6 @@ async def _lookup(redis: aioredis.Redis, kind: str, client_key: str, object_id: 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     client_key = _client_key(settings, args.client_key)
-    if client_key is None:
-        return 2
 
     async def action(redis: aioredis.Redis) -> int:
         found = await _lookup(redis, args.kind, client_key, args.id)
@@ -105,8 +101,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_data_request(args: argparse.Namespace) -> int:
     settings = _settings(args)
     client_key = _client_key(settings, args.client_key)
-    if client_key is None:
-        return 2
     if args.action == "list":
 
         async def listing(redis: aioredis.Redis) -> int:
@@ -117,15 +111,13 @@ def cmd_data_request(args: argparse.Namespace) -> int:
 
         return _run(settings, listing)
     if not args.category:
-        print(
-            "error: name what to request with --category (all_data, video, profile, "
-            "activity, direct_message)",
-            file=sys.stderr,
+        raise CommandFailed(
+            "name what to request with --category (all_data, video, profile, activity, "
+            "direct_message)",
+            EXIT_CONFIG,
         )
-        return 2
     if not settings.token_encryption_keys:
-        print("error: TOKEN_ENCRYPTION_KEYS is not set (the worker's keys)", file=sys.stderr)
-        return 2
+        raise CommandFailed("TOKEN_ENCRYPTION_KEYS is not set (the worker's keys)", EXIT_CONFIG)
     return _run(settings, lambda redis: _start(settings, redis, client_key, args))
 
 
@@ -176,21 +168,40 @@ def register(sub: Any) -> None:
     from receiver.tiktok.portability import CATEGORIES, FORMATS
 
     status = sub.add_parser(
-        "status", help="what was recorded and fetched for a publish, video, data request, ..."
+        "status",
+        help="what was recorded and fetched for a publish, video, data request, ...",
+        description="The latest status the worker recorded for a share, publish or data "
+        "download, and what it fetched for a publish, a video or a data request (JSON).",
     )
-    status.add_argument("kind", choices=STATUS_KINDS)
+    status.add_argument("kind", choices=STATUS_KINDS, help="what the id names")
     status.add_argument("id", help="publish_id, post id, request_id or share_id")
-    status.add_argument("--client-key", help="the app (required when several are configured)")
-    status.add_argument("--config", type=Path, help="TOML settings file")
+    status.add_argument(
+        "--client-key",
+        help="the app (default: the only one; required when several are configured)",
+    )
+    status.add_argument("--config", type=Path, help="TOML settings file (default: none)")
     status.set_defaults(func=cmd_status)
 
-    data = sub.add_parser("data-request", help="start or list a user's Data Portability requests")
-    data.add_argument("action", choices=["start", "list"])
-    data.add_argument("open_id", help="the user")
-    data.add_argument(
-        "--category", action="append", choices=CATEGORIES, help="repeat for several (start)"
+    data = sub.add_parser(
+        "data-request",
+        help="start or list a user's Data Portability requests",
+        description="Start a Data Portability request for a connected user (TikTok sends "
+        "portability.download.ready when the archive is ready), or list the user's requests.",
     )
-    data.add_argument("--format", choices=FORMATS, default="json", help="archive content format")
-    data.add_argument("--client-key", help="the app (required when several are configured)")
-    data.add_argument("--config", type=Path, help="TOML settings file")
+    data.add_argument("action", choices=["start", "list"], help="start one, or list them")
+    data.add_argument("open_id", help="the user (a leading '-' is fine)")
+    data.add_argument(
+        "--category",
+        action="append",
+        choices=CATEGORIES,
+        help="a data category, repeat for several (required by start; no default)",
+    )
+    data.add_argument(
+        "--format", choices=FORMATS, default="json", help="archive content format (default json)"
+    )
+    data.add_argument(
+        "--client-key",
+        help="the app (default: the only one; required when several are configured)",
+    )
+    data.add_argument("--config", type=Path, help="TOML settings file (default: none)")
     data.set_defaults(func=cmd_data_request)

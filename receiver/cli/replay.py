@@ -82,12 +82,10 @@ def cmd_capture_export(args: argparse.Namespace) -> int:
             partial.unlink(missing_ok=True)
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             print(f"error: cannot write {args.file}: {exc.strerror}", file=sys.stderr)
-        else:
-            print(
-                f"error: could not read the capture stream from Redis: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
-        return 1
+            return 1
+        from receiver.cli.failures import unreachable_redis
+
+        raise unreachable_redis(settings, exc) from None
     if to_stdout:
         sys.stdout.flush()
     where = "stdout" if to_stdout else args.file
@@ -123,6 +121,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _fail("--secret is only used with --resign")
     if args.client_key and not args.resign:
         return _fail("--client-key changes the body, so it needs --resign")
+    if args.corpus and args.resign and not args.client_key:
+        return _fail(
+            "--corpus needs --client-key: its deliveries carry TikTok's example client keys, "
+            'which a receiver answers 401; e.g. --client-key "$TIKTOK_CLIENT_KEY"'
+        )
     secret: str | None = None
     if args.resign:
         secret = args.secret or os.environ.get("TIKTOK_CLIENT_SECRET", "").split(",")[0].strip()
@@ -295,7 +298,9 @@ def register(sub: Any) -> None:
         help="with --resign: put this client_key into each envelope (the receiver only "
         "accepts its configured apps; the corpus has TikTok's example keys)",
     )
-    replay.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    replay.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per request (default 10)"
+    )
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     replay.set_defaults(func=cmd_replay)

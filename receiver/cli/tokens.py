@@ -51,6 +51,7 @@ def _when(ts: float | None) -> str:
 def _with_vault(args: argparse.Namespace, action: Action) -> int:
     from redis.exceptions import RedisError
 
+    from receiver.cli.failures import unreachable_redis
     from receiver.redis_conn import create_redis
     from receiver.vault.services import TokenServices
     from receiver.vault.vault import VaultError
@@ -67,8 +68,7 @@ def _with_vault(args: argparse.Namespace, action: Action) -> int:
                 return 2
             return await action(services, vault)
         except (RedisError, OSError) as exc:
-            print(f"error: Redis is unreachable ({type(exc).__name__}): {exc}", file=sys.stderr)
-            return 1
+            raise unreachable_redis(settings, exc) from None
         except VaultError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -202,20 +202,36 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    keygen = sub.add_parser("keygen", help="print a new key for TOKEN_ENCRYPTION_KEYS")
+    keygen = sub.add_parser(
+        "keygen",
+        help="print a new key for TOKEN_ENCRYPTION_KEYS",
+        description="Print a new random key for TOKEN_ENCRYPTION_KEYS (or ADMIN_TOKEN).",
+    )
     keygen.set_defaults(func=cmd_keygen)
 
     tokens = sub.add_parser(
-        "tokens", help="list, show, refresh, revoke or re-encrypt users' tokens (never printed)"
+        "tokens",
+        help="list, show, refresh, revoke or re-encrypt users' tokens (never printed)",
+        description="Users' tokens in the vault; token values are never printed.",
     )
-    tokens.add_argument("action", choices=["list", "show", "refresh", "revoke", "reencrypt"])
+    tokens.add_argument(
+        "action",
+        choices=["list", "show", "refresh", "revoke", "reencrypt"],
+        help="list users, show one, refresh or revoke one's tokens, re-encrypt all with "
+        "the current key",
+    )
     tokens.add_argument("open_id", nargs="?", help="the user (for show, refresh, revoke)")
     tokens.add_argument("--client-key", help="the app (default: the first configured)")
-    tokens.add_argument("--config", type=Path, help="TOML settings file")
+    tokens.add_argument("--config", type=Path, help="TOML settings file (default: none)")
     tokens.set_defaults(func=cmd_tokens)
 
-    doctor = sub.add_parser("doctor", help="check the configuration, Redis and TikTok access")
-    doctor.add_argument("--config", type=Path, help="TOML settings file")
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the configuration, Redis and TikTok access",
+        description="Check the configuration as `serve` and `worker` would, then Redis and "
+        "TikTok's token endpoint; one line per check, what to fix, exit status 1 if any failed.",
+    )
+    doctor.add_argument("--config", type=Path, help="TOML settings file (default: none)")
     doctor.set_defaults(func=cmd_doctor)
 
 
@@ -227,10 +243,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(check.line())
     failed = sum(not c.ok for c in checks)
     warned = sum(c.ok and c.warning for c in checks)
+    skipped = sum(c.skipped for c in checks)
+    done = len(checks) - skipped
     tail = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
-    print(
-        f"{failed} of {len(checks)} checks failed{tail}"
-        if failed
-        else f"all {len(checks)} checks OK{tail}"
-    )
+    tail += f", {skipped} skipped" if skipped else ""
+    print(f"{failed} of {done} checks failed{tail}" if failed else f"all {done} checks OK{tail}")
     return 1 if failed else 0

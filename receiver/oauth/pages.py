@@ -8,11 +8,13 @@ header.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import jinja2
+from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
 from receiver.tiktok.errors import TikTokError
@@ -39,12 +41,15 @@ def page(
     details: Sequence[tuple[str, str]] = (),
     start_again: bool = False,
     headers: dict[str, str] | None = None,
+    details_title: str = "For the site's operator",
 ) -> HTMLResponse:
     """A page with a title, one message and optional operator details (all escaped)."""
     content = _PAGES.get_template("page.html").render(
         title=title,
         message=message,
         details=details,
+        # Element text, never an attribute: quotes need no escaping (as the page always had).
+        details_title=Markup(html.escape(details_title, quote=False)),  # noqa: S704
         start_again=start_again,
     )
     all_headers = {**SECURITY_HEADERS, **(headers or {})}

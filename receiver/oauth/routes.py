@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from typing import Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from prometheus_client import Counter
 from redis.exceptions import RedisError
@@ -40,6 +40,7 @@ logger = logging.getLogger("tiktok_webhooks.oauth")
 
 START_PATH: Final = "/oauth/tiktok/start"
 CALLBACK_PATH: Final = "/oauth/tiktok/callback"
+CONNECTED_PATH: Final = "/oauth/tiktok/connected"
 # TikTok's codes are well under 200 characters; anything huge is not one.
 _MAX_PARAM_LENGTH: Final = 2048
 _DEFAULT_RETRY_AFTER: Final = 30
@@ -90,6 +91,7 @@ class OAuthRoutes:
         return [
             Route(START_PATH, self.start, methods=["GET"]),
             Route(CALLBACK_PATH, self.callback, methods=["GET"]),
+            Route(CONNECTED_PATH, self.connected, methods=["GET"]),
         ]
 
     def attach(self, services: TokenServices | None) -> None:
@@ -202,12 +204,32 @@ class OAuthRoutes:
                 self.settings.oauth_success_url, status_code=303, headers=SECURITY_HEADERS
             )
         else:
-            response = page(
-                200,
-                "TikTok account connected",
-                "Your TikTok account is connected. You can close this window.",
-            )
+            # Once, to a URL without the code: reloading the page must not reuse it.
+            # Relative, so it also works behind a path-prefix proxy.
+            target = "connected"
+            if self.settings.is_development:
+                target += "?" + urlencode({"open_id": grant.open_id})
+            response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         return self._done("callback", "connected", response)
+
+    async def connected(self, request: Request) -> Response:
+        """Where a successful callback lands (under `dev`: who connected, what to try)."""
+        details: list[tuple[str, str]] = []
+        open_id = request.query_params.get("open_id", "")
+        if self.settings.is_development and open_id and len(open_id) <= _MAX_PARAM_LENGTH:
+            details = [
+                ("open_id", open_id),
+                ("Try next", f"tiktok-webhooks tokens show {open_id}"),
+                ("Or", f"curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" "
+                 f"{self.redirect_uri.removesuffix(CALLBACK_PATH)}/internal/users/{open_id}"),
+            ]  # fmt: skip
+        return page(
+            200,
+            "TikTok account connected",
+            "Your TikTok account is connected. You can close this window.",
+            details=details,
+            details_title="Connected (development)",
+        )
 
     def _tiktok_refused(self, error: str, description: str) -> Response:
         """TikTok sent the browser back with `error` instead of a code."""

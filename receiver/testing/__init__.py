@@ -15,6 +15,14 @@ See docs/testing.md.
 """
 
 from receiver.testing.deliveries import Delivery, load_jsonl, make_delivery, sign
-from receiver.testing.tester import Outcomes, WebhookTester
+from receiver.testing.tester import HandlerNeverRan, Outcomes, WebhookTester
 
-__all__ = ["Delivery", "Outcomes", "WebhookTester", "load_jsonl", "make_delivery", "sign"]
+__all__ = [
+    "Delivery",
+    "HandlerNeverRan",
+    "Outcomes",
+    "WebhookTester",
+    "load_jsonl",
+    "make_delivery",
+    "sign",
+]

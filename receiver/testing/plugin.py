@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from receiver.testing.tester import WebhookTester
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # arq's Worker.close() calls redis-py's deprecated close(); the warning is about arq,
+    # not about the tests that drain a worker.
+    config.addinivalue_line("filterwarnings", "ignore:Call to deprecated close:DeprecationWarning")
+
+
 @pytest.fixture(scope="session")
 def tiktok_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(Path(tmp_path_factory.mktemp("tiktok-redis")))

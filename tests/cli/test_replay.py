@@ -90,8 +90,8 @@ def test_export_of_nothing_and_of_an_unreachable_redis(redis_url: str, tmp_path:
 
     down = f"redis://127.0.0.1:{free_port()}/0"
     failed = run("capture", "export", str(tmp_path / "out.jsonl"), REDIS_URL=down)
-    assert failed.returncode == 1
-    assert "could not read the capture stream from Redis: ConnectionError" in failed.stderr
+    assert failed.returncode == 3
+    assert f"cannot reach Redis at {down} (ConnectionError" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "none.jsonl"]
 

@@ -298,7 +298,7 @@ def test_served_flow_over_real_http(served: tuple[str, Path], redis_url: str) ->
         response = browser.get(f"{url}/oauth/tiktok/start")
         assert response.status_code == 200, response.text
         assert "TikTok account connected" in response.text
-        assert [r.status_code for r in response.history] == [302, 302]
+        assert [r.status_code for r in response.history] == [302, 302, 303]
         assert "tiktok_oauth" in browser.cookies
         view = browser.get(
             f"{url}/internal/users/alice", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}

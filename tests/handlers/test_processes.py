@@ -184,7 +184,9 @@ def test_dlq_cli_list_show_replay_drop(redis_url: str) -> None:
 
     listing = cli("list")
     assert listing.returncode == 0
-    ids = [line.split()[0] for line in listing.stdout.splitlines()]
+    header, *lines = listing.stdout.splitlines()
+    assert header.split()[:2] == ["ID", "FAILED"]
+    ids = [line.split()[0] for line in lines]
     assert len(ids) == 2
     assert "downstream is down" in listing.stdout
     shown = cli("show", ids[0])

@@ -74,9 +74,17 @@ class Browser:
         return location
 
     async def connect(self, user: str = "alice") -> httpx.Response:
-        """The whole flow; the callback's response."""
+        """The whole flow; the page the callback redirects to."""
         callback = await self.authorize(await self.start(), user)
-        return await self.http.get(callback)
+        return await self.finish(callback)
+
+    async def finish(self, callback: str) -> httpx.Response:
+        """GET the callback URL; on success, the page it redirects to (a URL without the
+        code, so a reload is harmless)."""
+        response = await self.http.get(callback)
+        if response.status_code == 303 and not response.headers["location"].startswith("http"):
+            return await self.http.get(response.url.join(response.headers["location"]))
+        return response
 
     async def admin(self, method: str, path: str, token: str = ADMIN_TOKEN) -> httpx.Response:
         """A call to the internal API with the admin token."""

@@ -99,7 +99,7 @@ async def test_redirect_uri_mismatch_at_the_exchange(
 async def test_code_reused(redis_url: str, tiktok: Tiktok) -> None:
     async with running(oauth_settings(redis_url, tiktok.url)) as browser:
         callback = await browser.authorize(await browser.start())
-        assert (await browser.http.get(callback)).status_code == 200
+        assert (await browser.finish(callback)).status_code == 200
         code = parse_qs(urlsplit(callback).query)["code"][0]
         fresh_state = parse_qs(urlsplit(await browser.start()).query)["state"][0]
         query = urlencode({"code": code, "scopes": "user.info.basic", "state": fresh_state})
@@ -150,7 +150,7 @@ async def test_redis_outage_is_a_503_page(stoppable_redis: RedisServer, tiktok: 
         assert start.status_code == 302
         stoppable_redis.start()
         # The interrupted flow completes once Redis is back: it was never marked used.
-        assert (await browser.http.get(callback)).status_code == 200
+        assert (await browser.finish(callback)).status_code == 200
 
 
 async def test_no_lifespan_no_crash(redis_url: str, tiktok: Tiktok) -> None:

@@ -149,7 +149,7 @@ async def test_pkce_sends_an_s256_challenge_and_the_verifier_kept_with_the_state
         assert flow.state == query["state"][0]
         verifier = cast(str, flow.code_verifier)
         # The sandbox checks the verifier against the challenge, as TikTok does.
-        response = await browser.http.get(await browser.authorize(authorize, "bob"))
+        response = await browser.finish(await browser.authorize(authorize, "bob"))
         assert response.status_code == 200, response.text
     digest = hashlib.sha256(verifier.encode()).digest()
     challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -165,8 +165,8 @@ async def test_two_tabs_in_one_browser_both_connect(redis_url: str, tiktok: Tikt
     async with running(settings) as browser:
         first = await browser.authorize(await browser.start(), "alice")
         second = await browser.authorize(await browser.start(), "bob")
-        assert (await browser.http.get(second)).status_code == 200
-        assert (await browser.http.get(first)).status_code == 200
+        assert (await browser.finish(second)).status_code == 200
+        assert (await browser.finish(first)).status_code == 200
 
 
 async def test_reconnect_after_removal_clears_the_removal_mark(

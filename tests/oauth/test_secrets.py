@@ -32,7 +32,7 @@ async def test_no_token_or_secret_in_logs_redis_pages_or_the_user_view(
     async with running(settings) as browser:
         callback = await browser.authorize(await browser.start())
         code = parse_qs(urlsplit(callback).query)["code"][0]
-        connected = await browser.http.get(callback)
+        connected = await browser.finish(callback)
         assert connected.status_code == 200
         pages.append(connected.text)
         first_access, first_refresh = await stored_tokens(redis_client, "alice")

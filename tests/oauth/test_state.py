@@ -58,7 +58,7 @@ async def test_unknown_or_malformed_state(
 async def test_reused_state(redis_url: str, redis_client: aioredis.Redis, tiktok: Tiktok) -> None:
     async with running(oauth_settings(redis_url, tiktok.url)) as browser:
         callback = await browser.authorize(await browser.start())
-        assert (await browser.http.get(callback)).status_code == 200
+        assert (await browser.finish(callback)).status_code == 200
         again = await browser.http.get(callback)
     assert again.status_code == 400
     assert "already used" in again.text
@@ -84,7 +84,7 @@ async def test_a_used_marker_is_all_redis_holds_and_refuses_a_replay(
     async with running(oauth_settings(redis_url, tiktok.url)) as browser:
         callback = await browser.authorize(await browser.start())
         assert await redis_client.dbsize() == 0  # a started flow stores nothing
-        assert (await browser.http.get(callback)).status_code == 200
+        assert (await browser.finish(callback)).status_code == 200
         [marker] = [k async for k in redis_client.scan_iter(keys.OAUTH_USED_PREFIX + "*")]
         assert 0 < await redis_client.ttl(marker) <= 601
         assert len(await redis_client.get(marker) or b"") < 8

@@ -9,7 +9,7 @@ import pytest
 from handlers.context import HandlerContext
 from handlers.registry import registry
 from receiver.ingest.events import VideoPublishCompleted, WebhookEvent
-from receiver.testing import WebhookTester, make_delivery, sign
+from receiver.testing import HandlerNeverRan, WebhookTester, make_delivery, sign
 from receiver.testing.redis_server import RedisServer
 
 pytest_plugins = ["pytester"]
@@ -45,6 +45,16 @@ async def test_errors_are_reported_not_hidden(tiktok_webhooks: WebhookTester) ->
     assert not outcomes.succeeded("company.broken")
     [error] = outcomes.errors()
     assert error.error == "ValueError: no such table"
+
+
+async def test_a_handler_that_never_ran_is_named_not_false(tiktok_webhooks: WebhookTester) -> None:
+    outcomes = await tiktok_webhooks.deliver(
+        tiktok_webhooks.make_delivery("tiktok.ping"), registry=registry.copy()
+    )
+    with pytest.raises(HandlerNeverRan, match=r"'company\.typo' never ran; .*builtin\.record_ping"):
+        outcomes.succeeded("company.typo")
+    with pytest.raises(HandlerNeverRan):
+        outcomes.results("company.typo")
 
 
 async def test_deliveries_are_signed_like_tiktok(tiktok_webhooks: WebhookTester) -> None:
