@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis
 
@@ -12,6 +13,9 @@ from handlers.registry import HandlerRegistry
 from receiver.settings import Settings
 from receiver.tiktok.client import TikTokClient
 from receiver.vault.vault import TokenVault
+
+if TYPE_CHECKING:
+    from handlers.forwarding.forwarder import Forwarder
 
 
 @dataclass(repr=False)
@@ -27,6 +31,8 @@ class WorkerState:
     dead_letters: DeadLetterStore
     # Results of the latest handler runs, for tests and the replay helper (bounded).
     recorder: list[HandlerOutcome] | None = None
+    # Forwarding to the company's services (handlers/forwarding/).
+    forwarder: Forwarder | None = None
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,15 @@ class RateLimitWaitTooLong(Exception):
 
 class RateLimiter:
     def __init__(
-        self, redis: aioredis.Redis, *, per_minute: int, max_sleep_seconds: float = 5.0
+        self,
+        redis: aioredis.Redis,
+        *,
+        per_minute: int,
+        max_sleep_seconds: float = 5.0,
+        window_ms: int = WINDOW_MS,
     ) -> None:
         self._per_minute = per_minute
+        self._window_ms = window_ms
         self._max_sleep = max_sleep_seconds
         self._script = redis.register_script(_ACQUIRE)
 
@@ -57,7 +63,7 @@ class RateLimiter:
             wait_ms = int(
                 await self._script(
                     keys=[keys.RATE_LIMIT_PREFIX + endpoint],
-                    args=[WINDOW_MS, self._per_minute, secrets.token_hex(8)],
+                    args=[self._window_ms, self._per_minute, secrets.token_hex(8)],
                 )
             )
             if wait_ms == 0:

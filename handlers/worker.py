@@ -29,6 +29,8 @@ from handlers.builtin_users import fetch_profile
 from handlers.context import HandlerOutcome, WorkerState
 from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
+from handlers.forwarding.forwarder import Forwarder, forward_delivery, with_forwarding
+from handlers.forwarding.store import FORWARD_DELIVERY
 from handlers.ratelimit import RateLimiter
 from handlers.registry import HandlerRegistry, registry
 from receiver.ingest.jobs import (
@@ -102,6 +104,7 @@ def job_functions() -> list[Function]:
         func(process_event, name=PROCESS_EVENT),
         func(fetch_profile, name=FETCH_PROFILE),
         func(refresh_token, name=REFRESH_TOKEN),
+        func(forward_delivery, name=FORWARD_DELIVERY),
     ]
 
 
@@ -162,7 +165,11 @@ def create_worker(
         on_shutdown=_on_shutdown,
         ctx={
             "settings": settings,
-            "registry": handler_registry or registry,
+            "registry": (
+                with_forwarding(handler_registry or registry)
+                if settings.forward_destinations
+                else handler_registry or registry
+            ),
             "recorder": recorder,
         },
     )
@@ -188,6 +195,7 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
         limiter=limiter,
         dead_letters=DeadLetterStore(arq_redis),
         recorder=ctx.get("recorder"),
+        forwarder=Forwarder(settings, arq_redis),
     )
     ctx["state"] = state
     ctx["stats_task"] = asyncio.ensure_future(_queue_stats_loop(state))
@@ -203,6 +211,8 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
     if state is not None:
         for client in state.clients.values():
             await client.aclose()
+        if state.forwarder is not None:
+            await state.forwarder.aclose()
 
 
 async def update_queue_stats(state: WorkerState) -> None:
@@ -222,6 +232,8 @@ async def _queue_stats_loop(state: WorkerState) -> None:
     while True:
         try:
             await update_queue_stats(state)
+            if state.forwarder is not None:
+                await state.forwarder.update_stats()
         except Exception as exc:  # Redis hiccup: the next round will do
             logger.warning("queue stats not updated: %s", type(exc).__name__)
         await asyncio.sleep(QUEUE_STATS_INTERVAL_SECONDS)

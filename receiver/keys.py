@@ -37,3 +37,5 @@ DEAD_LETTER_INDEX: Final = "tiktok:dlq:index"
 # Outbound rate-limiter windows per TikTok endpoint.
 RATE_LIMIT_PREFIX: Final = "tiktok:ratelimit:"
 CAPTURE_STREAM: Final = "tiktok:capture"  # opt-in capture of verified deliveries (a stream)
+# Forwarding to the company's services: deliveries, attempts, indexes, destination state.
+FORWARD_PREFIX: Final = "tiktok:fwd:"
