@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_send)
 
     from receiver.cli import dev
+    from receiver.cli import forward as cli_forward
     from receiver.cli import replay as cli_replay
     from receiver.cli import tokens as cli_tokens
     from receiver.cli import worker as cli_worker
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_tokens.register(sub)
     cli_replay.register(sub)
     dev.register(sub)
+    cli_forward.register(sub)
     sandbox_parser = sub.add_parser("sandbox", help="run the local TikTok simulator")
     sandbox_cli.configure_parser(sandbox_parser)
     sandbox_parser.set_defaults(func=sandbox_cli.run)
