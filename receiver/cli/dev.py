@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import httpx
 
+from receiver.forward_config import generate_secret
 from receiver.testing.redis_server import free_port
 from receiver.vault.crypto import generate_key
 
@@ -57,6 +58,7 @@ def load_or_create_env(data_dir: Path) -> dict[str, str]:
         "TIKTOK_CLIENT_SECRET": lambda: secrets.token_urlsafe(24),
         "TOKEN_ENCRYPTION_KEYS": generate_key,
         "ADMIN_TOKEN": lambda: secrets.token_urlsafe(24),
+        "FORWARD_SECRET": generate_secret,
     }
     missing = {name: make() for name, make in wanted.items() if not values.get(name)}
     if missing:
@@ -185,6 +187,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     base = f"http://127.0.0.1:{port}"
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     redirect_uri = f"{base}/oauth/tiktok/callback"
+    echo = f"http://127.0.0.1:{args.echo_port or free_port()}"
     supervisor = Supervisor(quiet=args.quiet)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKTOK_", "REDIS_"))}
@@ -214,6 +217,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             "TIKTOK_API_BASE_URL": sandbox,
             "TIKTOK_AUTH_URL": f"{sandbox}/v2/auth/authorize/",
             "TIKTOK_SCOPES": args.scopes,
+            "FORWARD_URL": f"{echo}/",  # every event, forwarded to the echo consumer
         }
         # So `tiktok-webhooks status|tokens|dlq ...` in another shell reach this stack.
         (data_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in wiring.items()))
@@ -233,6 +237,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 data_dir / "sandbox.log",
             )
         )  # fmt: skip
+        supervisor.start(
+            Child(
+                "echo",
+                [*CLI, "forward", "echo", "--port", echo.rsplit(":", 1)[1]],
+                env | {"FORWARD_SECRET": creds["FORWARD_SECRET"]},
+                _answers(f"{echo}/healthz"),
+                data_dir / "echo.log",
+            )
+        )
         supervisor.start(
             Child(
                 "receiver",
@@ -301,6 +314,7 @@ def register(sub: Any) -> None:
     dev.add_argument("--sandbox-port", type=int, default=9300)
     dev.add_argument("--redis-port", type=int, default=0, help="default: a free port")
     dev.add_argument("--worker-metrics-port", type=int, default=9101)
+    dev.add_argument("--echo-port", type=int, default=0, help="the echo consumer's; default: free")
     dev.add_argument("--scopes", default="user.info.basic,user.info.profile,user.info.stats")
     dev.add_argument(
         "--webhook-time-scale",

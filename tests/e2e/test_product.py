@@ -254,3 +254,17 @@ def test_the_whole_product(stack: Stack) -> None:
         metric(worker_text, "tiktok_worker_jobs_total", function="fetch_profile", outcome="ok") >= 1
     )
     assert metric(worker_text, "tiktok_api_requests_total", endpoint="user_info") >= 1
+
+
+def test_dev_forwards_events_to_its_echo_consumer(stack: Stack) -> None:
+    stack.sandbox_api("POST", "/sandbox/webhooks", json={"event": "tiktok.ping"})
+    echo_log = stack.data_dir / "echo.log"
+
+    def forwarded() -> bool:
+        text = echo_log.read_text() if echo_log.exists() else ""
+        return "tiktok.ping" in text
+
+    wait_for("the echo consumer to print the forwarded ping", forwarded)
+    text = echo_log.read_text()
+    assert "echo: msg_" in text
+    assert "refused" not in text  # every request verified with the dev stack's secret

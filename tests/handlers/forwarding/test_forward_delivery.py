@@ -307,3 +307,44 @@ def test_the_body_keeps_ids_exact() -> None:
     body, _ = delivery("portability.download.ready", {"request_id": 123456789012345678901234567890})
     payload = msgspec.json.decode(build_payload(decode_body(body).envelope))
     assert payload["data"]["content"]["request_id"] == "123456789012345678901234567890"
+
+
+async def test_gauges_per_destination(redis_url: str, redis_client: object) -> None:
+    from handlers.forwarding.forwarder import Forwarder
+
+    consumer = Consumer(SECRET, then=500)
+    with running(consumer) as url:
+        settings = forward_settings(redis_url, url, FORWARD_RETRY_SCHEDULE="10ms")
+        await deliver(
+            settings,
+            [delivery("tiktok.ping", {"reason": "a"}), delivery("tiktok.ping", {"reason": "b"})],
+        )
+        await drain(settings)
+    forwarder = Forwarder(settings, redis_client)  # type: ignore[arg-type]
+    try:
+        await forwarder.update_stats()
+    finally:
+        await forwarder.aclose()
+
+    def gauge(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"destination": "default"})
+
+    assert gauge("tiktok_forward_dead_letters") == 2
+    assert gauge("tiktok_forward_pending") == 0
+    assert gauge("tiktok_forward_oldest_pending_age_seconds") == 0
+    assert gauge("tiktok_forward_destination_disabled") == 0
+    assert attempts_of("default", "http_error") >= 4
+
+
+async def test_without_destinations_no_forwarding_handler_runs(redis_url: str) -> None:
+    from tests.worker_support import worker_settings
+
+    settings = worker_settings(redis_url)
+    await deliver(settings, [delivery("tiktok.ping", {"reason": "x"})])
+    outcomes = await drain(settings)
+    assert outcomes
+    assert all(o.handler != "builtin.forward" for o in outcomes)
+    with_destination = forward_settings(redis_url, "http://127.0.0.1:9/hook")
+    await deliver(with_destination, [delivery("tiktok.ping", {"reason": "y"})])
+    outcomes = await drain(with_destination)
+    assert [o.handler for o in outcomes][-1] == "builtin.forward"  # last, after the built-ins
