@@ -20,7 +20,6 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import httpx
-import msgspec
 
 from handlers.dispatch import guarded
 from handlers.forwarding import metrics
@@ -58,7 +57,6 @@ logger = logging.getLogger("tiktok_webhooks.forward")
 HANDLER_NAME: Final = "builtin.forward"
 SLOT_WAIT_SECONDS: Final = 1.0
 STATE_CACHE_SECONDS: Final = 1.0
-_json: Final = msgspec.json.Decoder()
 
 
 class Forwarder:
@@ -91,36 +89,25 @@ class Forwarder:
         ]
         if not matching:
             return {"forwarded": 0}
-        status, profile = await self._stored_facts(event)
-        body = build_payload(envelope, status=status, profile=profile)
+        status_of = _status_object(event)
+        profile_key = (
+            f"{keys.PROFILE_PREFIX}{envelope.client_key}:{envelope.user_openid}"
+            if envelope.user_openid
+            else ""
+        )
         items = [
-            (delivery_id(event.dedupe_key, d.name), d.name, body, (await self._flags(d.name))[0])
+            (delivery_id(event.dedupe_key, d.name), d.name, (await self._flags(d.name))[0])
             for d in matching
         ]
         created = await self.store.create(
-            items, event=envelope.event, client_key=envelope.client_key
+            items,
+            body=build_payload(envelope),
+            event=envelope.event,
+            client_key=envelope.client_key,
+            status_key=status_key(*status_of) if status_of is not None else "",
+            profile_key=profile_key,
         )
         return {"deliveries": [item[0] for item in items], "created": sum(created)}
-
-    async def _stored_facts(
-        self, event: WebhookEvent
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """What the built-in handlers stored: the object's status, the user's profile."""
-        envelope = event.envelope
-        status_of = _status_object(event)
-        if status_of is None and not envelope.user_openid:
-            return None, None
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            if status_of is not None:
-                pipe.hget(status_key(*status_of), "record")
-            if envelope.user_openid:
-                pipe.get(f"{keys.PROFILE_PREFIX}{envelope.client_key}:{envelope.user_openid}")
-            replies = list(await pipe.execute())
-        status_raw = replies.pop(0) if status_of is not None else None
-        profile_raw = replies.pop(0) if envelope.user_openid else None
-        status = _json.decode(status_raw) if status_raw else None
-        profile = _json.decode(profile_raw) if profile_raw else None
-        return status, profile
 
     async def _flags(self, name: str) -> tuple[bool, bool]:
         """(disabled, failing) of a destination, shared by all workers via Redis, cached
@@ -192,8 +179,7 @@ class Forwarder:
             )
         finally:
             slot.release()
-        metrics.ATTEMPTS.labels(dest.name, result.outcome).inc()
-        metrics.ATTEMPT_DURATION.labels(dest.name).observe(result.latency)
+        metrics.count_attempt(dest.name, result.outcome, result.latency)
         return await self._after(delivery, job, dest, result, failing=failing)
 
     async def _after(

@@ -51,3 +51,18 @@ DISABLED = Gauge(
     "1 when the destination is disabled (410 Gone, or failing for too long), else 0.",
     ["destination"],
 )
+
+_attempt_children: dict[tuple[str, str], Counter] = {}
+_duration_children: dict[str, Histogram] = {}
+
+
+def count_attempt(destination: str, outcome: str, seconds: float) -> None:
+    """`ATTEMPTS` and `ATTEMPT_DURATION` with their labelled children cached."""
+    counter = _attempt_children.get((destination, outcome))
+    if counter is None:
+        counter = _attempt_children[(destination, outcome)] = ATTEMPTS.labels(destination, outcome)
+    counter.inc()
+    histogram = _duration_children.get(destination)
+    if histogram is None:
+        histogram = _duration_children[destination] = ATTEMPT_DURATION.labels(destination)
+    histogram.observe(seconds)

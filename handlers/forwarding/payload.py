@@ -10,7 +10,9 @@
 sends as a number becomes a string with its exact digits: the content is decoded with
 msgspec, whose integers are Python ints of any size, and then turned into text, so no
 float ever rounds a 19-digit id. `status` and `profile` are what the built-in handlers
-had stored when forwarding ran (see docs/forwarding.md); absent when there is none.
+had stored when forwarding ran (see docs/forwarding.md); absent when there is none. They
+are added by the script that creates the deliveries (handlers/forwarding/store.py), in
+the same Redis call that reads them, just before the closing `}}` of the body built here.
 """
 
 from __future__ import annotations
@@ -46,13 +48,8 @@ def iso_time(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_payload(
-    envelope: Envelope,
-    *,
-    status: dict[str, Any] | None = None,
-    profile: dict[str, Any] | None = None,
-) -> bytes:
-    """The request body for one event (the same for every destination and every try)."""
+def build_payload(envelope: Envelope) -> bytes:
+    """The request body of one event, `data.content` last (the store appends after it)."""
     try:
         content: Any = _decoder.decode(envelope.content)
     except msgspec.DecodeError:  # pragma: no cover - the receiver refused such bodies
@@ -63,10 +60,6 @@ def build_payload(
         "create_time": envelope.create_time,
         "content": stringify_ids(content),
     }
-    if status is not None:
-        data["status"] = stringify_ids(status)
-    if profile is not None:
-        data["profile"] = profile
     return _encoder.encode(
         {"type": envelope.event, "timestamp": iso_time(envelope.create_time), "data": data}
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final, Literal, cast
 
 import msgspec
@@ -85,20 +85,48 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
 _attempt_encoder: Final = msgspec.json.Encoder()
 _attempt_decoder: Final = msgspec.json.Decoder(Attempt)
 
-# KEYS: record, all, state index, job key, queue.  ARGV: id, created_at, destination,
-# event, client_key, body, state, job id, job payload, job ttl ms, score ms, note.
+# One call per event: read what the built-in handlers stored (the status record, the
+# profile) and splice it into the body, then create each destination's delivery and its
+# first job. The body built in Python ends with the `data` object and the outer object
+# ("}}"): the stored JSON documents go in just before. Neither holds a numeric id
+# (status records keep ids as text; profiles have none), so no id loses its digits.
+# KEYS: status key ('' for none), profile key ('' for none), all index, queue; then per
+# delivery: record, state index, job key.
+# ARGV: body, created_at, event, client_key, job ttl ms, score ms; then per delivery:
+# id, destination, state, job id, job payload, note.
 _CREATE: Final = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created_at', ARGV[2], 'destination', ARGV[3],
-  'event', ARGV[4], 'client_key', ARGV[5], 'body', ARGV[6], 'state', ARGV[7], 'job', ARGV[8],
-  'jobs', 1, 'attempts', 0, 'base', 0, 'next_at', ARGV[2], 'note', ARGV[12])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[7] == 'pending' then
-  redis.call('SET', KEYS[4], ARGV[9], 'PX', ARGV[10])
-  redis.call('ZADD', KEYS[5], ARGV[11], ARGV[8])
+local body = ARGV[1]
+local extra = ''
+if KEYS[1] ~= '' then
+  local status = redis.call('HGET', KEYS[1], 'record')
+  if status then extra = extra .. ',"status":' .. status end
 end
-return 1
+if KEYS[2] ~= '' then
+  local profile = redis.call('GET', KEYS[2])
+  if profile then extra = extra .. ',"profile":' .. profile end
+end
+if extra ~= '' then body = string.sub(body, 1, -3) .. extra .. '}}' end
+local out = {}
+for i = 1, (#KEYS - 4) / 3 do
+  local rec, index, jobkey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local a = 6 + 6 * (i - 1)
+  local id, state, job = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]
+  if redis.call('EXISTS', rec) == 1 then
+    out[i] = 0
+  else
+    redis.call('HSET', rec, 'id', id, 'created_at', ARGV[2], 'destination', ARGV[a + 2],
+      'event', ARGV[3], 'client_key', ARGV[4], 'body', body, 'state', state, 'job', job,
+      'jobs', 1, 'attempts', 0, 'base', 0, 'next_at', ARGV[2], 'note', ARGV[a + 6])
+    redis.call('ZADD', KEYS[3], ARGV[2], id)
+    redis.call('ZADD', index, ARGV[2], id)
+    if state == 'pending' then
+      redis.call('SET', jobkey, ARGV[a + 5], 'PX', ARGV[5])
+      redis.call('ZADD', KEYS[4], ARGV[6], job)
+    end
+    out[i] = 1
+  end
+end
+return out
 """
 
 # KEYS: record, attempts, pending, dead, held, next job key, queue.
@@ -193,37 +221,31 @@ class DeliveryStore:
 
     async def create(
         self,
-        items: Iterable[tuple[str, str, bytes, bool]],
+        items: Sequence[tuple[str, str, bool]],
         *,
+        body: bytes,
         event: str,
         client_key: str,
+        status_key: str = "",
+        profile_key: str = "",
     ) -> list[bool]:
-        """Create deliveries `(id, destination, body, held)` with their first jobs, in one
-        round trip; True for each that is new."""
+        """Create deliveries `(id, destination, held)` of one event with their first jobs,
+        in one script call; True for each that is new. `body` gets the stored status
+        record and profile (keys of those, or '') spliced in."""
+        if not items:
+            return []
         now = time.time()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            count = 0
-            for delivery, destination, body, held in items:
-                job_id = f"fwd:{delivery}:1"
-                payload, ttl, score = self._job(job_id, delivery, 0.0)
-                state = "held" if held else "pending"
-                await self._create(
-                    keys=[
-                        record_key(delivery),
-                        ALL_INDEX,
-                        state_index(state, destination),
-                        ARQ_JOB_PREFIX + job_id,
-                        self._queue,
-                    ],
-                    args=[delivery, now, destination, event, client_key, body, state,
-                          "" if held else job_id, payload, ttl, score,
-                          "destination disabled" if held else ""],
-                    client=pipe,
-                )  # fmt: skip
-                count += 1
-            if not count:
-                return []
-            return [bool(r) for r in await pipe.execute()]
+        keys = [status_key, profile_key, ALL_INDEX, self._queue]
+        args: list[Any] = [body, now, event, client_key, 0, 0]
+        for delivery, destination, held in items:
+            job_id = f"fwd:{delivery}:1"
+            payload, ttl, score = self._job(job_id, delivery, 0.0)
+            args[4], args[5] = ttl, score
+            state = "held" if held else "pending"
+            keys += [record_key(delivery), state_index(state, destination), ARQ_JOB_PREFIX + job_id]
+            args += [delivery, destination, state, "" if held else job_id, payload,
+                     "destination disabled" if held else ""]  # fmt: skip
+        return [bool(r) for r in await self._create(keys=keys, args=args)]
 
     async def load_job(self, delivery: str) -> Job | None:
         raw = await cast(

@@ -15,6 +15,7 @@ from handlers.forwarding.store import DeliveryStore, delivery_id
 from receiver.forward_config import generate_secret
 from receiver.ingest.events import decode_body
 from receiver.settings import Settings
+from receiver.users import Profile
 from tests.factories import delivery
 from tests.handlers.forwarding.consumer import Consumer, running
 from tests.handlers.forwarding.support import SECRET, forward_settings
@@ -46,6 +47,11 @@ async def test_an_event_arrives_signed_as_standard_webhooks(
     with running(consumer) as url:
         settings = forward_settings(redis_url, url)
         body, headers = delivery("post.publish.publicly_available", PUBLIC, open_id="user-9")
+        # What the profile handler stored for this user earlier.
+        profile = Profile({"display_name": "Nina", "follower_count": 3}, fetched_at=1.5)
+        await redis_client.set(  # type: ignore[attr-defined]
+            "tiktok:profile:test_client_key:user-9", msgspec.json.encode(profile)
+        )
         await deliver(settings, [(body, headers)])
         before = attempts_of("default", "success")
         await drain(settings)
@@ -69,6 +75,10 @@ async def test_an_event_arrives_signed_as_standard_webhooks(
     assert data["status"]["status"] == "publicly_available"
     assert data["status"]["post_id"] == str(BIG_POST_ID)
     assert b"7300000000000000001" in received.body
+    assert data["profile"] == {
+        "fields": {"display_name": "Nina", "follower_count": 3},
+        "fetched_at": 1.5,
+    }
     assert attempts_of("default", "success") == before + 1
     store = await records(settings, redis_client)
     record = await store.get(expected_id)
