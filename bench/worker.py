@@ -890,14 +890,14 @@ def forwarding(
             return False
 
     wait_until(consumer_up, 20, "the consumer did not answer", [workdir / "consumer.log"])
-    fenv = {
-        **env,
-        "TIKTOK_WEBHOOKS_ENV": "development",
-        "FORWARD_URL": f"{base}/hook",
-        "FORWARD_SECRET": generate_secret(),
-    }
-    fsettings = load_settings(fenv)
-    concurrency = fsettings.forward_destinations[0].concurrency
+    concurrency = args.forward_concurrency
+    config = workdir / "forward.toml"
+    config.write_text(
+        f'[[forward]]\nname = "default"\nurl = "{base}/hook"\n'
+        f'secrets = ["{generate_secret()}"]\nconcurrency = {concurrency}\n'
+    )
+    fenv = {**env, "TIKTOK_WEBHOOKS_ENV": "development"}
+    fsettings = load_settings(fenv, config)
     runs: dict[str, list[dict[str, Any]]] = {
         "bare": [], "forward": [], "builtins": [], "builtins_forward": []
     }  # fmt: skip
@@ -919,7 +919,7 @@ def forwarding(
         asyncio.run(enqueue_ours(redis_url, fsettings, deliveries))
         before = consumer_count(base)
         fwd = run_forward_child(
-            ["drain", "forward", "--expect", str(n)],
+            ["drain", "forward", "--expect", str(n), "--config", str(config)],
             args=args, tools=tools, env=fenv, log=workdir / f"forward-{rep}.log",
         )  # fmt: skip
         fwd["received"] = consumer_count(base) - before
@@ -936,12 +936,12 @@ def forwarding(
         ]  # fmt: skip
         runs["forward"].append(fwd)
 
-        for kind, kind_env in (("builtins", env), ("builtins_forward", fenv)):
+        for kind, extra in (("builtins", []), ("builtins_forward", ["--config", str(config)])):
             asyncio.run(flush(redis_url))
             asyncio.run(enqueue_ours(redis_url, fsettings, deliveries))
             drained = run_forward_child(
-                ["drain", "builtins", "--expect", str(n)],
-                args=args, tools=tools, env=kind_env, log=workdir / f"{kind}-{rep}.log",
+                ["drain", "builtins", "--expect", str(n), *extra],
+                args=args, tools=tools, env=fenv, log=workdir / f"{kind}-{rep}.log",
             )  # fmt: skip
             drained["per_second"] = n / drained["event_drain_seconds"]
             runs[kind].append(drained)
@@ -1013,6 +1013,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--parts", default="throughput,latency", help="which parts to run")
     p.add_argument(
         "--forward-events", type=int, default=5_000, help="events per run of the forward part"
+    )
+    p.add_argument(
+        "--forward-concurrency",
+        type=int,
+        default=10,
+        help="the destination's `concurrency`, and the bare client's requests in flight",
     )
     p.add_argument(
         "--poll-delay", type=float, help="every worker (None: WORKER_POLL_DELAY_SECONDS or 0.05)"

@@ -119,7 +119,7 @@ class Span:
         return wrapper
 
 
-def run_drain(kind: str, expect: int) -> int:
+def run_drain(kind: str, expect: int, config: str | None) -> int:
     import resource
 
     from handlers.registry import HandlerRegistry
@@ -129,7 +129,9 @@ def run_drain(kind: str, expect: int) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("arq").setLevel(logging.WARNING)
-    settings = load_settings(os.environ)
+    from pathlib import Path
+
+    settings = load_settings(os.environ, Path(config) if config else None)
     registry = HandlerRegistry() if kind == "forward" else default_registry
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = create_worker(
@@ -184,6 +186,7 @@ def main() -> int:
     drain = sub.add_parser("drain")
     drain.add_argument("kind", choices=["forward", "builtins"])
     drain.add_argument("--expect", type=int, required=True)
+    drain.add_argument("--config", help="TOML settings file (the [[forward]] destination)")
     args = parser.parse_args()
     if args.mode == "consumer":
         return run_consumer(args.port)
@@ -193,7 +196,7 @@ def main() -> int:
         result = asyncio.run(post_all(args.url, bodies, args.concurrency))
         print(MARKER + json.dumps(result), flush=True)
         return 0
-    return run_drain(args.kind, args.expect)
+    return run_drain(args.kind, args.expect, args.config)
 
 
 if __name__ == "__main__":

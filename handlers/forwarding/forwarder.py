@@ -55,7 +55,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tiktok_webhooks.forward")
 
 HANDLER_NAME: Final = "builtin.forward"
-SLOT_WAIT_SECONDS: Final = 1.0
+# A job finding its destination at `concurrency` waits this long for a slot, then runs
+# again a moment later instead: arq re-checks every running job at the head of the queue
+# whenever it starts one, so jobs parked on a slot would cost every other job round trips.
+SLOT_WAIT_SECONDS: Final = 0.05
+SLOT_RETRY_SECONDS: Final = (0.05, 0.25)
 STATE_CACHE_SECONDS: Final = 1.0
 
 
@@ -164,7 +168,8 @@ class Forwarder:
                 await slot.acquire()
         except TimeoutError:
             await store.finish(
-                delivery, job, attempt=None, state="pending", delay=SLOT_WAIT_SECONDS,
+                delivery, job, attempt=None, state="pending",
+                delay=random.uniform(*SLOT_RETRY_SECONDS),
                 note="waiting for a free connection",
             )  # fmt: skip
             return {"state": "pending", "waiting": "concurrency"}
