@@ -30,6 +30,7 @@ from handlers.context import HandlerOutcome, WorkerState
 from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
 from handlers.forwarding.forwarder import Forwarder, forward_delivery, with_forwarding
+from handlers.forwarding.lanes import Lanes
 from handlers.forwarding.store import FORWARD_DELIVERY
 from handlers.ratelimit import RateLimiter
 from handlers.registry import HandlerRegistry, registry
@@ -141,7 +142,7 @@ def create_worker(
             cron_jobs.append(
                 cron(sweep_profiles, minute=set(range(0, 60, min(sweep, 60))), second={15})
             )
-    return Worker(
+    worker = Worker(
         functions=[*job_functions(), *extra_functions],
         cron_jobs=cron_jobs,
         redis_settings=redis_settings(settings),
@@ -171,8 +172,11 @@ def create_worker(
                 else handler_registry or registry
             ),
             "recorder": recorder,
+            "burst": burst,
         },
     )
+    worker.ctx["worker"] = worker  # the forwarding lanes give way to its backlog
+    return worker
 
 
 async def _on_startup(ctx: dict[str, Any]) -> None:
@@ -199,9 +203,18 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
     )
     ctx["state"] = state
     ctx["stats_task"] = asyncio.ensure_future(_queue_stats_loop(state))
+    if settings.forward_destinations:
+        lanes = Lanes(state, redis_settings(settings), main=ctx.get("worker"))
+        lanes.start()
+        ctx["forward_lanes"] = lanes
 
 
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    lanes: Lanes | None = ctx.get("forward_lanes")
+    if lanes is not None:
+        if ctx.get("burst"):
+            await lanes.drain()
+        await lanes.stop(wait_seconds=ctx["settings"].worker_shutdown_wait_seconds)
     task: asyncio.Task[None] | None = ctx.get("stats_task")
     if task is not None:
         task.cancel()

@@ -5,14 +5,14 @@ registered last, for every event, only when destinations are configured) and cre
 the deliveries with their first jobs. `forward_delivery` is the arq job of one try: it
 sends, records the attempt, and schedules the next try on FORWARD_RETRY_SCHEDULE (or
 Retry-After, if longer), dead-letters after the last, or holds the delivery when its
-destination is disabled. A job never waits for long: a destination at its concurrency
-or rate limit has the job scheduled again shortly instead, so a slow or dead
-destination never fills the worker's job slots.
+destination is disabled. Delivery jobs run in their destination's own lane
+(handlers/forwarding/lanes.py), `concurrency` at a time, so a slow or dead destination
+never fills the main worker's job slots; a destination at its rate limit has the job
+scheduled again shortly instead of waiting.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -55,11 +55,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tiktok_webhooks.forward")
 
 HANDLER_NAME: Final = "builtin.forward"
-# A job finding its destination at `concurrency` waits this long for a slot, then runs
-# again a moment later instead: arq re-checks every running job at the head of the queue
-# whenever it starts one, so jobs parked on a slot would cost every other job round trips.
-SLOT_WAIT_SECONDS: Final = 0.05
-SLOT_RETRY_SECONDS: Final = (0.05, 0.25)
 STATE_CACHE_SECONDS: Final = 1.0
 
 
@@ -74,7 +69,6 @@ class Forwarder:
         self.destinations = {d.name: d for d in settings.forward_destinations}
         self._keys = {d.name: d.secret_keys() for d in settings.forward_destinations}
         self._clients = {d.name: _client(d) for d in settings.forward_destinations}
-        self._slots = {d.name: asyncio.Semaphore(d.concurrency) for d in self.destinations.values()}
         self._limiters = {
             d.name: _limiter(redis, d) for d in self.destinations.values() if d.rate_per_second
         }
@@ -162,28 +156,14 @@ class Forwarder:
                     note="rate limited",
                 )  # fmt: skip
                 return {"state": "pending", "waiting": "rate"}
-        slot = self._slots[dest.name]
-        try:
-            async with asyncio.timeout(SLOT_WAIT_SECONDS):
-                await slot.acquire()
-        except TimeoutError:
-            await store.finish(
-                delivery, job, attempt=None, state="pending",
-                delay=random.uniform(*SLOT_RETRY_SECONDS),
-                note="waiting for a free connection",
-            )  # fmt: skip
-            return {"state": "pending", "waiting": "concurrency"}
-        try:
-            result = await send(
-                self._clients[dest.name],
-                dest.url,
-                keys=self._keys[dest.name],
-                message_id=delivery,
-                body=job.body,
-                timeout_seconds=dest.timeout_seconds,
-            )
-        finally:
-            slot.release()
+        result = await send(
+            self._clients[dest.name],
+            dest.url,
+            keys=self._keys[dest.name],
+            message_id=delivery,
+            body=job.body,
+            timeout_seconds=dest.timeout_seconds,
+        )
         metrics.count_attempt(dest.name, result.outcome, result.latency)
         return await self._after(delivery, job, dest, result, failing=failing)
 

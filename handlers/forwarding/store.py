@@ -90,9 +90,10 @@ _attempt_decoder: Final = msgspec.json.Decoder(Attempt)
 # first job. The body built in Python ends with the `data` object and the outer object
 # ("}}"): the stored JSON documents go in just before. Neither holds a numeric id
 # (status records keep ids as text; profiles have none), so no id loses its digits.
-# KEYS: status key ('' for none), profile key ('' for none), all index, queue; then per
-# delivery: record, state index, job key.
-# ARGV: body, created_at, event, client_key, job ttl ms, score ms; then per delivery:
+# KEYS: status key ('' for none), profile key ('' for none), all index, (unused); then
+# per delivery: record, state index, job key, its destination's queue.
+# ARGV: body, created_at, event, client_key, job ttl ms, score ms, index horizon s; then
+# per delivery:
 # id, destination, state, job id, job payload, note.
 _CREATE: Final = """
 local body = ARGV[1]
@@ -106,10 +107,14 @@ if KEYS[2] ~= '' then
   if profile then extra = extra .. ',"profile":' .. profile end
 end
 if extra ~= '' then body = string.sub(body, 1, -3) .. extra .. '}}' end
+-- The listing index forgets what is older than a delivered record lives (undelivered
+-- ones stay in their pending/dead/held indexes, so replay still finds them).
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[7]))
 local out = {}
-for i = 1, (#KEYS - 4) / 3 do
-  local rec, index, jobkey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
-  local a = 6 + 6 * (i - 1)
+for i = 1, (#KEYS - 4) / 4 do
+  local rec, index = KEYS[1 + 4 * i], KEYS[2 + 4 * i]
+  local jobkey, queue = KEYS[3 + 4 * i], KEYS[4 + 4 * i]
+  local a = 7 + 6 * (i - 1)
   local id, state, job = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]
   if redis.call('EXISTS', rec) == 1 then
     out[i] = 0
@@ -121,7 +126,7 @@ for i = 1, (#KEYS - 4) / 3 do
     redis.call('ZADD', index, ARGV[2], id)
     if state == 'pending' then
       redis.call('SET', jobkey, ARGV[a + 5], 'PX', ARGV[5])
-      redis.call('ZADD', KEYS[4], ARGV[6], job)
+      redis.call('ZADD', queue, ARGV[6], job)
     end
     out[i] = 1
   end
@@ -203,7 +208,7 @@ def _text(value: bytes | None) -> str:
 class DeliveryStore:
     def __init__(self, redis: aioredis.Redis, *, queue_name: str, job_expires_seconds: int):
         self._redis = redis
-        self._queue = queue_name
+        self._queue_prefix = queue_name + ":forward:"
         self._job_ttl_ms = job_expires_seconds * 1000
         self._create = redis.register_script(_CREATE)
         self._finish = redis.register_script(_FINISH)
@@ -212,6 +217,10 @@ class DeliveryStore:
     @property
     def redis(self) -> aioredis.Redis:
         return self._redis
+
+    def queue_of(self, destination: str) -> str:
+        """The arq queue of a destination's delivery jobs (its own worker lane)."""
+        return self._queue_prefix + destination
 
     def _job(self, job_id: str, delivery: str, delay: float) -> tuple[bytes, int, int]:
         now_ms = int(time.time() * 1000)
@@ -235,14 +244,19 @@ class DeliveryStore:
         if not items:
             return []
         now = time.time()
-        keys = [status_key, profile_key, ALL_INDEX, self._queue]
-        args: list[Any] = [body, now, event, client_key, 0, 0]
+        keys = [status_key, profile_key, ALL_INDEX, ""]
+        args: list[Any] = [body, now, event, client_key, 0, 0, SUCCEEDED_KEPT_SECONDS]
         for delivery, destination, held in items:
             job_id = f"fwd:{delivery}:1"
             payload, ttl, score = self._job(job_id, delivery, 0.0)
             args[4], args[5] = ttl, score
             state = "held" if held else "pending"
-            keys += [record_key(delivery), state_index(state, destination), ARQ_JOB_PREFIX + job_id]
+            keys += [
+                record_key(delivery),
+                state_index(state, destination),
+                ARQ_JOB_PREFIX + job_id,
+                self.queue_of(destination),
+            ]
             args += [delivery, destination, state, "" if held else job_id, payload,
                      "destination disabled" if held else ""]  # fmt: skip
         return [bool(r) for r in await self._create(keys=keys, args=args)]
@@ -291,7 +305,7 @@ class DeliveryStore:
                 state_index("dead", job.destination),
                 state_index("held", job.destination),
                 ARQ_JOB_PREFIX + next_job,
-                self._queue,
+                self.queue_of(job.destination),
             ],
             args=[job.job, b"" if attempt is None else _attempt_encoder.encode(attempt), state,
                   next_at, next_job, payload, ttl, score, ATTEMPTS_KEPT, SUCCEEDED_KEPT_SECONDS,
@@ -314,7 +328,7 @@ class DeliveryStore:
                 state_index("dead", destination),
                 state_index("held", destination),
                 ARQ_JOB_PREFIX + job_id,
-                self._queue,
+                self.queue_of(destination),
             ],
             args=[job_id, payload, ttl, score, "1" if only_unfinished else "0", time.time()],
         )
