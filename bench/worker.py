@@ -1,7 +1,7 @@
 """Worker benchmark: drain throughput against a bare arq worker, and 200 -> handler latency.
 
     .venv/bin/python bench/worker.py [--events 20000] [--repeats 3] [--rate 500]
-                                     [--latency-seconds 10] [--parts throughput,latency]
+                                     [--latency-seconds 10] [--parts throughput,latency,forward]
 
 Throughput: N jobs are enqueued, then one worker process (pinned to the worker core)
 drains them in burst mode with no-op jobs; bare arq (`enqueue_job` + `Worker` with one
@@ -15,6 +15,10 @@ Latency: the real `tiktok-webhooks serve` and `tiktok-webhooks worker` run, the 
 with WORKER_HANDLER_MODULES=bench.worker_handlers; deliveries are POSTed at `--rate` per
 second for `--latency-seconds`, and latency = the handler's `time.time()` at its start
 minus the client's `time.time()` when the 200 arrived.
+
+Forwarding (`--parts forward`, see bench/worker_forward.py): events/s forwarded to a local
+consumer against a bare httpx client posting the same bodies, and the built-in handlers'
+drain rate with and without a destination.
 
 Every process is private (own Redis on a free loopback port, own temp dir), pinned with
 `taskset`, bounded in time, and stopped by its own pid, also on Ctrl-C or an error.
