@@ -7,6 +7,7 @@ once, the way the docs tell consumers to.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,10 +45,15 @@ class Consumer:
     handled: dict[str, Any] = field(default_factory=dict)  # webhook-id -> payload
     handled_twice: list[str] = field(default_factory=list)
     redirect_hits: int = 0
+    gate: threading.Event | None = None  # when set: requests wait for it before answering
+    arrived: int = 0  # requests that reached the gate
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def hook(self, request: Request) -> Response:
         body = await request.body()
+        if self.gate is not None:
+            self.arrived += 1
+            await asyncio.to_thread(self.gate.wait)
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             payload = Webhook(self.secret).verify(body, headers)
