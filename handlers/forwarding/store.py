@@ -15,6 +15,7 @@ of JSON), `all` every delivery by creation time, and per destination `pending:`,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -85,54 +86,59 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
 _attempt_encoder: Final = msgspec.json.Encoder()
 _attempt_decoder: Final = msgspec.json.Decoder(Attempt)
 
-# One call per event: read what the built-in handlers stored (the status record, the
-# profile) and splice it into the body, then create each destination's delivery and its
-# first job. The body built in Python ends with the `data` object and the outer object
-# ("}}"): the stored JSON documents go in just before. Neither holds a numeric id
-# (status records keep ids as text; profiles have none), so no id loses its digits.
-# KEYS: status key ('' for none), profile key ('' for none), all index, (unused); then
-# per delivery: record, state index, job key, its destination's queue.
-# ARGV: body, created_at, event, client_key, job ttl ms, score ms, index horizon s; then
-# per delivery:
-# id, destination, state, job id, job payload, note.
+# One call for the events of concurrent jobs (coalesced per event-loop turn): for each
+# event, read what the built-in handlers stored (the status record, the profile) and
+# splice it into the body, then create each destination's delivery and its first job.
+# The body built in Python ends with the `data` object and the outer object ("}}"): the
+# stored JSON documents go in just before. Neither holds a numeric id (status records
+# keep ids as text; profiles have none), so no id loses its digits.
+# KEYS[1]: the listing index; then per event: status key ('' for none), profile key
+# ('' for none), and per delivery: record, state index, job key, its destination's queue.
+# ARGV[1..4]: index horizon s, now, job ttl ms, score ms; then per event: body, event,
+# client_key, deliveries; and per delivery: id, destination, state, job id, payload, note.
 _CREATE: Final = """
-local body = ARGV[1]
-local extra = ''
-if KEYS[1] ~= '' then
-  local status = redis.call('HGET', KEYS[1], 'record')
-  if status then extra = extra .. ',"status":' .. status end
-end
-if KEYS[2] ~= '' then
-  local profile = redis.call('GET', KEYS[2])
-  if profile then extra = extra .. ',"profile":' .. profile end
-end
-if extra ~= '' then body = string.sub(body, 1, -3) .. extra .. '}}' end
--- The listing index forgets what is older than a delivered record lives (undelivered
--- ones stay in their pending/dead/held indexes, so replay still finds them).
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[7]))
+local now = ARGV[2]
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(now) - tonumber(ARGV[1]))
 local out = {}
-for i = 1, (#KEYS - 4) / 4 do
-  local rec, index = KEYS[1 + 4 * i], KEYS[2 + 4 * i]
-  local jobkey, queue = KEYS[3 + 4 * i], KEYS[4 + 4 * i]
-  local a = 7 + 6 * (i - 1)
-  local id, state, job = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]
-  if redis.call('EXISTS', rec) == 1 then
-    out[i] = 0
-  else
-    redis.call('HSET', rec, 'id', id, 'created_at', ARGV[2], 'destination', ARGV[a + 2],
-      'event', ARGV[3], 'client_key', ARGV[4], 'body', body, 'state', state, 'job', job,
-      'jobs', 1, 'attempts', 0, 'base', 0, 'next_at', ARGV[2], 'note', ARGV[a + 6])
-    redis.call('ZADD', KEYS[3], ARGV[2], id)
-    redis.call('ZADD', index, ARGV[2], id)
-    if state == 'pending' then
-      redis.call('SET', jobkey, ARGV[a + 5], 'PX', ARGV[5])
-      redis.call('ZADD', queue, ARGV[6], job)
+local k, a = 2, 5
+while a <= #ARGV do
+  local body, event, client, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  local extra = ''
+  if KEYS[k] ~= '' then
+    local status = redis.call('HGET', KEYS[k], 'record')
+    if status then extra = extra .. ',"status":' .. status end
+  end
+  if KEYS[k + 1] ~= '' then
+    local profile = redis.call('GET', KEYS[k + 1])
+    if profile then extra = extra .. ',"profile":' .. profile end
+  end
+  if extra ~= '' then body = string.sub(body, 1, -3) .. extra .. '}}' end
+  k = k + 2
+  for _ = 1, n do
+    local rec, index, jobkey, queue = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+    local id, state, job = ARGV[a], ARGV[a + 2], ARGV[a + 3]
+    if redis.call('EXISTS', rec) == 1 then
+      out[#out + 1] = 0
+    else
+      redis.call('HSET', rec, 'id', id, 'created_at', now, 'destination', ARGV[a + 1],
+        'event', event, 'client_key', client, 'body', body, 'state', state, 'job', job,
+        'jobs', 1, 'attempts', 0, 'base', 0, 'next_at', now, 'note', ARGV[a + 5])
+      redis.call('ZADD', KEYS[1], now, id)
+      redis.call('ZADD', index, now, id)
+      if state == 'pending' then
+        redis.call('SET', jobkey, ARGV[a + 4], 'PX', ARGV[3])
+        redis.call('ZADD', queue, ARGV[4], job)
+      end
+      out[#out + 1] = 1
     end
-    out[i] = 1
+    k = k + 4
+    a = a + 6
   end
 end
 return out
 """
+MAX_EVENTS_PER_CREATE: Final = 100
 
 # KEYS: record, attempts, pending, dead, held, next job key, queue.
 # ARGV: current job id, attempt JSON or '', new state, next_at, next job id, next job
@@ -211,6 +217,9 @@ class DeliveryStore:
         self._queue_prefix = queue_name + ":forward:"
         self._job_ttl_ms = job_expires_seconds * 1000
         self._create = redis.register_script(_CREATE)
+        self._pending_creates: list[tuple[list[str], list[Any], asyncio.Future[list[bool]]]] = []
+        self._create_scheduled = False
+        self._create_tasks: set[asyncio.Task[None]] = set()
         self._finish = redis.register_script(_FINISH)
         self._requeue = redis.register_script(_REQUEUE)
 
@@ -238,18 +247,16 @@ class DeliveryStore:
         status_key: str = "",
         profile_key: str = "",
     ) -> list[bool]:
-        """Create deliveries `(id, destination, held)` of one event with their first jobs,
-        in one script call; True for each that is new. `body` gets the stored status
-        record and profile (keys of those, or '') spliced in."""
+        """Create deliveries `(id, destination, held)` of one event with their first jobs;
+        True for each that is new. `body` gets the stored status record and profile (keys
+        of those, or '') spliced in. Returns once Redis confirmed the write; the events of
+        jobs running together share one script call."""
         if not items:
             return []
-        now = time.time()
-        keys = [status_key, profile_key, ALL_INDEX, ""]
-        args: list[Any] = [body, now, event, client_key, 0, 0, SUCCEEDED_KEPT_SECONDS]
+        keys: list[str] = [status_key, profile_key]
+        args: list[Any] = [body, event, client_key, len(items)]
         for delivery, destination, held in items:
             job_id = f"fwd:{delivery}:1"
-            payload, ttl, score = self._job(job_id, delivery, 0.0)
-            args[4], args[5] = ttl, score
             state = "held" if held else "pending"
             keys += [
                 record_key(delivery),
@@ -257,9 +264,55 @@ class DeliveryStore:
                 ARQ_JOB_PREFIX + job_id,
                 self.queue_of(destination),
             ]
+            payload = encode_job(
+                FORWARD_DELIVERY, [delivery], {}, enqueue_time_ms=int(time.time() * 1000)
+            )
             args += [delivery, destination, state, "" if held else job_id, payload,
                      "destination disabled" if held else ""]  # fmt: skip
-        return [bool(r) for r in await self._create(keys=keys, args=args)]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bool]] = loop.create_future()
+        self._pending_creates.append((keys, args, future))
+        if not self._create_scheduled:
+            self._create_scheduled = True
+            loop.call_soon(self._start_creates)
+        return await future
+
+    def _start_creates(self) -> None:
+        self._create_scheduled = False
+        batch, self._pending_creates = self._pending_creates, []
+        for start in range(0, len(batch), MAX_EVENTS_PER_CREATE):
+            task = asyncio.ensure_future(
+                self._create_batch(batch[start : start + MAX_EVENTS_PER_CREATE])
+            )
+            self._create_tasks.add(task)
+            task.add_done_callback(self._create_tasks.discard)
+
+    async def _create_batch(
+        self, batch: list[tuple[list[str], list[Any], asyncio.Future[list[bool]]]]
+    ) -> None:
+        now_ms = int(time.time() * 1000)
+        keys: list[str] = [ALL_INDEX]
+        args: list[Any] = [SUCCEEDED_KEPT_SECONDS, now_ms / 1000, self._job_ttl_ms, now_ms]
+        for group_keys, group_args, _ in batch:
+            keys += group_keys
+            args += group_args
+        try:
+            results = [bool(r) for r in await self._create(keys=keys, args=args)]
+        except asyncio.CancelledError:
+            for _, _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        offset = 0
+        for _, group_args, future in batch:
+            count = int(group_args[3])
+            if not future.done():
+                future.set_result(results[offset : offset + count])
+            offset += count
 
     async def load_job(self, delivery: str) -> Job | None:
         raw = await cast(
