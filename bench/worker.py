@@ -1,7 +1,7 @@
 """Worker benchmark: drain throughput against a bare arq worker, and 200 -> handler latency.
 
     .venv/bin/python bench/worker.py [--events 20000] [--repeats 3] [--rate 500]
-                                     [--latency-seconds 10] [--parts throughput,latency]
+                                     [--latency-seconds 10] [--parts throughput,latency,forward]
 
 Throughput: N jobs are enqueued, then one worker process (pinned to the worker core)
 drains them in burst mode with no-op jobs; bare arq (`enqueue_job` + `Worker` with one
@@ -15,6 +15,10 @@ Latency: the real `tiktok-webhooks serve` and `tiktok-webhooks worker` run, the 
 with WORKER_HANDLER_MODULES=bench.worker_handlers; deliveries are POSTed at `--rate` per
 second for `--latency-seconds`, and latency = the handler's `time.time()` at its start
 minus the client's `time.time()` when the 200 arrived.
+
+Forwarding (`--parts forward`, see bench/worker_forward.py): events/s forwarded to a local
+consumer against a bare httpx client posting the same bodies, and the built-in handlers'
+drain rate with and without a destination.
 
 Every process is private (own Redis on a free loopback port, own temp dir), pinned with
 `taskset`, bounded in time, and stopped by its own pid, also on Ctrl-C or an error.
@@ -805,6 +809,172 @@ def latency(
     return out
 
 
+# --------------------------------------------------------------------------- forwarding
+
+FORWARD_MARKER: Final = "BENCH_FORWARD_RESULT "
+FORWARD_TARGET: Final = 0.7
+BUILTINS_SLOWDOWN_LIMIT: Final = 0.9
+
+
+def run_forward_child(
+    mode: list[str],
+    *,
+    args: argparse.Namespace,
+    tools: dict[str, str],
+    env: Mapping[str, str],
+    log: Path,
+) -> dict[str, Any]:
+    """`bench/worker_forward.py MODE...` pinned to the worker core; its result line."""
+    command = [tools["taskset"], "-c", str(args.worker_core), sys.executable,
+               "-m", "bench.worker_forward", *mode]  # fmt: skip
+    with log.open("wb") as err:
+        try:
+            done = subprocess.run(
+                command, env=dict(env), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err,
+                stdin=subprocess.DEVNULL, timeout=args.drain_timeout, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BenchError(
+                f"{mode[0]} did not finish in {args.drain_timeout}s:\n{tail(log)}"
+            ) from None
+    lines = [
+        line for line in done.stdout.decode(errors="replace").splitlines()
+        if line.startswith(FORWARD_MARKER)
+    ]  # fmt: skip
+    if done.returncode != 0 or not lines:
+        raise BenchError(f"{mode[0]} exited with {done.returncode}:\n{tail(log)}")
+    result: dict[str, Any] = json.loads(lines[-1][len(FORWARD_MARKER) :])
+    return result
+
+
+def consumer_count(url: str) -> int:
+    import httpx
+
+    return int(httpx.get(url, timeout=5).text)
+
+
+async def forward_counts(redis_url: str, settings: Any) -> dict[str, Any]:
+    from handlers.forwarding.admin import store_for
+
+    client = await redis_client(redis_url)
+    try:
+        return await store_for(settings, client).counts("default")
+    finally:
+        await client.aclose()
+
+
+def forwarding(
+    args: argparse.Namespace,
+    tools: dict[str, str],
+    env: Mapping[str, str],
+    procs: Processes,
+    workdir: Path,
+) -> dict[str, Any]:
+    from handlers.forwarding.payload import build_payload
+    from receiver.forward_config import generate_secret
+    from receiver.ingest.events import decode_body
+    from receiver.settings import load_settings
+
+    redis_url = env["REDIS_URL"]
+    n = args.forward_events
+    port = free_port()
+    procs.start(
+        "consumer",
+        [tools["taskset"], "-c", str(args.load_core), sys.executable, "-m",
+         "bench.worker_forward", "consumer", "--port", str(port)],
+        env=env, log=workdir / "consumer.log",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def consumer_up() -> bool:
+        try:
+            consumer_count(base)
+            return True
+        except Exception:
+            return False
+
+    wait_until(consumer_up, 20, "the consumer did not answer", [workdir / "consumer.log"])
+    concurrency = args.forward_concurrency
+    config = workdir / "forward.toml"
+    config.write_text(
+        f'[[forward]]\nname = "default"\nurl = "{base}/hook"\n'
+        f'secrets = ["{generate_secret()}"]\nconcurrency = {concurrency}\n'
+    )
+    fenv = {**env, "TIKTOK_WEBHOOKS_ENV": "development"}
+    fsettings = load_settings(fenv, config)
+    runs: dict[str, list[dict[str, Any]]] = {
+        "bare": [], "forward": [], "builtins": [], "builtins_forward": []
+    }  # fmt: skip
+    for rep in range(1, args.repeats + 1):
+        deliveries = make_deliveries(n, f"{os.getpid():x}f{rep}")
+        bodies = [build_payload(decode_body(body).envelope) for _, body, _ in deliveries]
+        bodies_file = workdir / "bodies.json"
+        bodies_file.write_text(json.dumps([b.decode() for b in bodies]))
+        before = consumer_count(base)
+        bare = run_forward_child(
+            ["bare", "--url", f"{base}/hook", "--bodies", str(bodies_file),
+             "--concurrency", str(concurrency)],
+            args=args, tools=tools, env=env, log=workdir / f"bare-{rep}.log",
+        )  # fmt: skip
+        bare["received"] = consumer_count(base) - before
+        runs["bare"].append(bare)
+
+        asyncio.run(flush(redis_url))
+        asyncio.run(enqueue_ours(redis_url, fsettings, deliveries))
+        before = consumer_count(base)
+        fwd = run_forward_child(
+            ["drain", "forward", "--expect", str(n), "--config", str(config)],
+            args=args, tools=tools, env=fenv, log=workdir / f"forward-{rep}.log",
+        )  # fmt: skip
+        fwd["received"] = consumer_count(base) - before
+        fwd["counts"] = asyncio.run(forward_counts(redis_url, fsettings))
+        fwd["per_second"] = n / fwd["forward_seconds"] if fwd["forward_seconds"] else 0.0
+        fwd["problems"] = [
+            problem
+            for problem, bad in (
+                (f"consumer got {fwd['received']} of {n}", fwd["received"] != n),
+                (f"undelivered: {fwd['counts']}", fwd["counts"]["pending"] + fwd["counts"]["dead"]),
+                (f"{fwd['jobs_failed']} jobs failed", fwd["jobs_failed"]),
+            )
+            if bad
+        ]  # fmt: skip
+        runs["forward"].append(fwd)
+
+        for kind, extra in (("builtins", []), ("builtins_forward", ["--config", str(config)])):
+            asyncio.run(flush(redis_url))
+            asyncio.run(enqueue_ours(redis_url, fsettings, deliveries))
+            drained = run_forward_child(
+                ["drain", "builtins", "--expect", str(n), *extra],
+                args=args, tools=tools, env=fenv, log=workdir / f"{kind}-{rep}.log",
+            )  # fmt: skip
+            drained["per_second"] = n / drained["event_drain_seconds"]
+            runs[kind].append(drained)
+        say(
+            f"  [{rep}/{args.repeats}] bare httpx {bare['per_second']:,.0f}/s"
+            f" ({bare['statuses']}) | forwarded {fwd['per_second']:,.0f}/s"
+            f" ({fwd['received']:,} received, {fwd['counts']}, worker CPU"
+            f" {1e6 * fwd['cpu_seconds'] / n:.0f} us/event)"
+            f" | built-ins drain {runs['builtins'][-1]['per_second']:,.0f}/s,"
+            f" with forwarding {runs['builtins_forward'][-1]['per_second']:,.0f}/s"
+            + (f" | PROBLEMS: {'; '.join(fwd['problems'])}" if fwd["problems"] else "")
+        )
+    asyncio.run(flush(redis_url))
+
+    def median(kind: str) -> float:
+        return statistics.median(r["per_second"] for r in runs[kind])
+
+    out: dict[str, Any] = {kind: {"per_second_median": median(kind),
+                                  "per_second_all": [round(r["per_second"]) for r in runs[kind]]}
+                           for kind in runs}  # fmt: skip
+    out["events"] = n
+    out["concurrency"] = concurrency
+    out["ratio"] = median("forward") / median("bare")
+    out["builtins_ratio"] = median("builtins_forward") / median("builtins")
+    out["all_delivered"] = all(not r["problems"] for r in runs["forward"])
+    out["runs"] = runs
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -846,6 +1016,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--parts", default="throughput,latency", help="which parts to run")
     p.add_argument(
+        "--forward-events", type=int, default=5_000, help="events per run of the forward part"
+    )
+    p.add_argument(
+        "--forward-concurrency",
+        type=int,
+        default=10,
+        help="the destination's `concurrency`, and the bare client's requests in flight",
+    )
+    p.add_argument(
         "--poll-delay", type=float, help="every worker (None: WORKER_POLL_DELAY_SECONDS or 0.05)"
     )
     p.add_argument("--max-jobs", type=int, help="every worker (None: WORKER_MAX_JOBS or 50)")
@@ -877,8 +1056,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 if a target is missed")
     args = p.parse_args(argv)
     args.parts = {part.strip() for part in args.parts.split(",") if part.strip()}
-    if not args.parts <= {"throughput", "latency"}:
-        p.error("--parts takes throughput and/or latency")
+    if not args.parts <= {"throughput", "latency", "forward"}:
+        p.error("--parts takes throughput, latency and/or forward")
     if args.events < 2 or args.repeats < 1 or args.rate <= 0 or args.latency_seconds <= 0:
         p.error("--events >= 2, --repeats >= 1, --rate > 0, --latency-seconds > 0")
     args.extra_handler_modules = [
@@ -959,6 +1138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{args.latency_seconds:g}s"
                 )
                 report["latency"] = latency(args, tools, env, procs, settings, workdir)
+            if "forward" in args.parts:
+                say(
+                    f"forward: {args.forward_events:,} events per run to a consumer answering "
+                    f"200 at once, {args.repeats} x (bare httpx, forwarding, built-ins +/- "
+                    "forwarding)"
+                )
+                report["forward"] = forwarding(args, tools, env, procs, workdir)
     except BenchError as exc:
         say(f"error: {exc}")
         return 2
@@ -1042,6 +1228,23 @@ def print_report(report: dict[str, Any]) -> bool:
             f" p99 {lat['round_trip_ms_p99'] or 0:.2f} ms; send lag p99 "
             f"{lat['send_lag_ms_p99'] or 0:.2f} ms; {lat['client_cpu_seconds']} s CPU; "
             f"failures {lat['failures'] or 'none'}"
+        )
+    fwd = report.get("forward")
+    if fwd:
+        ok = fwd["ratio"] >= FORWARD_TARGET and fwd["all_delivered"]
+        missed |= not ok
+        say(
+            f"forwarding: {fwd['forward']['per_second_median']:,.0f} events/s forwarded vs "
+            f"{fwd['bare']['per_second_median']:,.0f}/s bare httpx (same bodies, "
+            f"{fwd['concurrency']} in flight) = {fwd['ratio']:.2f}x (target >= "
+            f"{FORWARD_TARGET}x) {verdict(ok)}; all delivered: {fwd['all_delivered']}"
+        )
+        ok = fwd["builtins_ratio"] >= BUILTINS_SLOWDOWN_LIMIT
+        missed |= not ok
+        say(
+            f"  built-in handlers' drain: {fwd['builtins']['per_second_median']:,.0f}/s without,"
+            f" {fwd['builtins_forward']['per_second_median']:,.0f}/s with forwarding ="
+            f" {fwd['builtins_ratio']:.2f}x (target >= {BUILTINS_SLOWDOWN_LIMIT}x) {verdict(ok)}"
         )
     la0, la1 = report["machine"]["loadavg_at_start"], report["machine"]["loadavg_at_end"]
     say(f"load average at start {la0[0]:.2f}, at end {la1[0]:.2f}")

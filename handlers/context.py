@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis
 
@@ -12,6 +13,9 @@ from handlers.registry import HandlerRegistry
 from receiver.settings import Settings
 from receiver.tiktok.client import TikTokClient
 from receiver.vault.vault import TokenVault
+
+if TYPE_CHECKING:
+    from handlers.forwarding.forwarder import Forwarder
 
 
 @dataclass(repr=False)
@@ -29,6 +33,8 @@ class WorkerState:
     recorder: list[HandlerOutcome] | None = None
     # Log one line per handler run (`worker --log-handlers`, which `dev` turns on).
     log_outcomes: bool = False
+    # Forwarding to the company's services (handlers/forwarding/).
+    forwarder: Forwarder | None = None
 
 
 @dataclass(frozen=True)

@@ -48,15 +48,21 @@ class RateLimitWaitTooLong(Exception):
 
 class RateLimiter:
     def __init__(
-        self, redis: aioredis.Redis, *, per_minute: int, max_sleep_seconds: float = 5.0
+        self,
+        redis: aioredis.Redis,
+        *,
+        per_minute: int,
+        max_sleep_seconds: float = 5.0,
+        window_ms: int = WINDOW_MS,
     ) -> None:
         self._per_minute = per_minute
+        self._window_ms = window_ms
         self._max_sleep = max_sleep_seconds
         self._script = redis.register_script(_ACQUIRE)
 
     async def acquire(self, endpoint: str) -> None:
         """Wait for a slot for `endpoint`; raise RateLimitWaitTooLong past `max_sleep`."""
-        await self._take(endpoint, endpoint, self._per_minute, self._max_sleep)
+        await self._take(endpoint, endpoint, self._per_minute, self._max_sleep, self._window_ms)
 
     async def acquire_for_token(
         self, endpoint: str, owner: str, *, max_sleep_seconds: float | None = None
@@ -68,15 +74,17 @@ class RateLimiter:
         if limit is None:
             return
         sleep = self._max_sleep if max_sleep_seconds is None else max_sleep_seconds
-        await self._take(endpoint, f"{endpoint}:token:{owner}", limit, sleep)
+        await self._take(endpoint, f"{endpoint}:token:{owner}", limit, sleep, WINDOW_MS)
 
-    async def _take(self, endpoint: str, key: str, per_minute: int, max_sleep: float) -> None:
+    async def _take(
+        self, endpoint: str, key: str, per_minute: int, max_sleep: float, window_ms: int
+    ) -> None:
         started: float | None = None
         while True:
             wait_ms = int(
                 await self._script(
                     keys=[keys.RATE_LIMIT_PREFIX + key],
-                    args=[WINDOW_MS, per_minute, secrets.token_hex(8)],
+                    args=[window_ms, per_minute, secrets.token_hex(8)],
                 )
             )
             if wait_ms == 0:

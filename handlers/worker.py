@@ -37,6 +37,9 @@ from handlers.builtin_users import fetch_profile
 from handlers.context import HandlerOutcome, WorkerState
 from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
+from handlers.forwarding.forwarder import Forwarder, forward_delivery, with_forwarding
+from handlers.forwarding.lanes import Lanes
+from handlers.forwarding.store import FORWARD_DELIVERY
 from handlers.giveup import DeadLetteringWorker
 from handlers.ratelimit import RateLimiter
 from handlers.registry import ANY, UNKNOWN, HandlerRegistry, registry
@@ -130,6 +133,7 @@ def job_functions() -> list[Function]:
         func(fetch_publish_status_job, name=FETCH_PUBLISH_STATUS),
         func(fetch_video_job, name=FETCH_VIDEO),
         func(download_data_job, name=DOWNLOAD_DATA),
+        func(forward_delivery, name=FORWARD_DELIVERY),
     ]
 
 
@@ -186,7 +190,7 @@ def create_worker(
                 cron(sweep_profiles, minute=set(range(0, 60, min(sweep, 60))), second={15})
             )
     # arq's own give-up paths (too many tries, expired, undecodable) dead-letter too.
-    return DeadLetteringWorker(
+    worker = DeadLetteringWorker(
         functions=[*job_functions(), *extra_functions],
         cron_jobs=cron_jobs,
         redis_settings=redis_settings(settings),
@@ -211,12 +215,20 @@ def create_worker(
         ctx={
             "settings": settings,
             "registry": without_disabled(
-                handler_registry or registry, settings.worker_disabled_handlers
+                (
+                    with_forwarding(handler_registry or registry)
+                    if settings.forward_destinations
+                    else handler_registry or registry
+                ),
+                settings.worker_disabled_handlers,
             ),
             "recorder": recorder,
             "log_outcomes": log_outcomes,
+            "burst": burst,
         },
     )
+    worker.ctx["worker"] = worker  # the forwarding lanes give way to its backlog
+    return worker
 
 
 async def _on_startup(ctx: dict[str, Any]) -> None:
@@ -244,12 +256,22 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
         ),
         recorder=ctx.get("recorder"),
         log_outcomes=bool(ctx.get("log_outcomes")),
+        forwarder=Forwarder(settings, arq_redis),
     )
     ctx["state"] = state
     ctx["stats_task"] = asyncio.ensure_future(_queue_stats_loop(state))
+    if settings.forward_destinations:
+        lanes = Lanes(state, redis_settings(settings), main=ctx.get("worker"))
+        lanes.start()
+        ctx["forward_lanes"] = lanes
 
 
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    lanes: Lanes | None = ctx.get("forward_lanes")
+    if lanes is not None:
+        if ctx.get("burst"):
+            await lanes.drain()
+        await lanes.stop(wait_seconds=ctx["settings"].worker_shutdown_wait_seconds)
     task: asyncio.Task[None] | None = ctx.get("stats_task")
     if task is not None:
         task.cancel()
@@ -259,6 +281,8 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
     if state is not None:
         for client in state.clients.values():
             await client.aclose()
+        if state.forwarder is not None:
+            await state.forwarder.aclose()
 
 
 async def update_queue_stats(state: WorkerState) -> None:
@@ -278,6 +302,8 @@ async def _queue_stats_loop(state: WorkerState) -> None:
     while True:
         try:
             await update_queue_stats(state)
+            if state.forwarder is not None:
+                await state.forwarder.update_stats()
         except Exception as exc:  # Redis hiccup: the next round will do
             logger.warning("queue stats not updated: %s", type(exc).__name__)
         await asyncio.sleep(QUEUE_STATS_INTERVAL_SECONDS)

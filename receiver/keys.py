@@ -50,3 +50,5 @@ VIDEO_PREFIX: Final = "tiktok:video:"
 USER_VIDEOS_PREFIX: Final = "tiktok:user-videos:"
 DATA_REQUEST_PREFIX: Final = "tiktok:data-request:"
 USER_DATA_REQUESTS_PREFIX: Final = "tiktok:user-data-requests:"
+# Forwarding to the company's services: deliveries, attempts, indexes, destination state.
+FORWARD_PREFIX: Final = "tiktok:fwd:"

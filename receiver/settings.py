@@ -21,6 +21,13 @@ from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
+from receiver.forward_config import (
+    DEFAULT_RETRY_SCHEDULE,
+    ForwardDestination,
+    collect_destinations,
+    parse_schedule,
+    validate_destinations,
+)
 from receiver.secrets import Secret
 
 DEFAULT_AUTH_URL: Final = "https://www.tiktok.com/v2/auth/authorize/"
@@ -107,6 +114,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     portability_dir: str | None = None
     portability_max_bytes: int = 2 * 1024**3
     webhook_accept_unsigned_ping: bool = False
+    # Forwarding to the company's services (receiver/forward_config.py, handlers/forwarding/)
+    forward_destinations: tuple[ForwardDestination, ...] = ()
+    forward_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    forward_disable_after_seconds: int = 5 * 24 * 3600
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
@@ -217,6 +228,8 @@ _ENV_FIELDS: Final[dict[str, str]] = {
     "PORTABILITY_DIR": "portability_dir",
     "PORTABILITY_MAX_BYTES": "portability_max_bytes",
     "WEBHOOK_ACCEPT_UNSIGNED_PING": "webhook_accept_unsigned_ping",
+    "FORWARD_RETRY_SCHEDULE": "forward_retry_schedule",
+    "FORWARD_DISABLE_AFTER_SECONDS": "forward_disable_after_seconds",
 }
 _LIST_FIELDS: Final = frozenset(
     {
@@ -233,6 +246,9 @@ _SECRET_FIELDS: Final = frozenset(
 ENV_NAMES: Final = (
     "TIKTOK_CLIENT_KEY",
     "TIKTOK_CLIENT_SECRET",
+    "FORWARD_URL",
+    "FORWARD_SECRET",
+    "FORWARD_EVENTS",
     *_ENV_FIELDS,
 )
 
@@ -428,6 +444,11 @@ def _validate(settings: Settings, problems: list[str]) -> None:
         problems.append("WORKER_POLL_DELAY_SECONDS and WORKER_RETRY_BASE_SECONDS must be positive")
     if not settings.tiktok_scopes:
         problems.append("TIKTOK_SCOPES must name at least one scope, e.g. user.info.basic")
+    if settings.forward_disable_after_seconds < 60:
+        problems.append("FORWARD_DISABLE_AFTER_SECONDS must be at least 60")
+    validate_destinations(
+        settings.forward_destinations, development=settings.is_development, problems=problems
+    )
 
 
 _REDIS_URL_FORM: Final = "redis://[:PASSWORD@]HOST:PORT/DB, e.g. redis://127.0.0.1:6379/0"
@@ -508,6 +529,7 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
             raise ConfigError([f"config file {config_path} is not valid TOML: {exc}"]) from None
 
     apps = _collect_apps(environ, file_data, problems)
+    destinations = collect_destinations(environ, file_data, problems)
     raw: dict[str, Any] = {}
     known = set(_ENV_FIELDS.values())
     for key, value in file_data.items():
@@ -522,6 +544,8 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
             from_env.add(field)
     for field in _LIST_FIELDS & raw.keys():
         raw[field] = _split_list(raw[field])
+    if "forward_retry_schedule" in raw:
+        raw["forward_retry_schedule"] = parse_schedule(raw["forward_retry_schedule"], problems)
     for field in (
         "tiktok_redirect_uri",
         "oauth_success_url",
@@ -551,7 +575,9 @@ def load_settings(environ: Mapping[str, str], config_path: Path | None = None) -
     except msgspec.ValidationError as exc:
         problems.append(_describe_validation_error(exc))
         raise ConfigError(problems) from None
-    settings = msgspec.structs.replace(settings, apps=tuple(apps))
+    settings = msgspec.structs.replace(
+        settings, apps=tuple(apps), forward_destinations=tuple(destinations)
+    )
     _validate(settings, problems)
     if problems:
         raise ConfigError(problems)

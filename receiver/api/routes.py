@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from receiver import users
 from receiver.api import fetched_routes
+from receiver.api.forwarding import ForwardRoutes
 from receiver.api.user_view import describe_user
 from receiver.apps import AppChoiceError, choose_app
 from receiver.secrets import Secret
@@ -79,6 +80,18 @@ class InternalApi:
             ),
             Route(f"{PREFIX}/status/{{kind}}/{{object_id}}", self._guard(self.status)),
             *fetched_routes.routes(PREFIX, self._guard),
+            *self._forward_routes(),
+        ]
+
+    def _forward_routes(self) -> list[Route]:
+        fwd = ForwardRoutes(self.settings)
+        deliveries = f"{PREFIX}/forward/deliveries"
+        return [
+            Route(f"{PREFIX}/forward/destinations", self._guard(fwd.destinations)),
+            Route(deliveries, self._guard(fwd.deliveries)),
+            Route(f"{deliveries}/{{delivery_id}}", self._guard(fwd.delivery)),
+            Route(f"{deliveries}/{{delivery_id}}/retry", self._guard(fwd.retry), methods=["POST"]),
+            Route(f"{PREFIX}/forward/replay", self._guard(fwd.replay), methods=["POST"]),
         ]
 
     def _authorized(self, request: Request) -> bool:

@@ -33,6 +33,7 @@ from receiver.cli.dev_files import (
     locked_data_dir,
     mtimes,
 )
+from receiver.forward_config import generate_secret
 from receiver.private_files import open_private, write_private
 from receiver.testing.redis_server import free_port
 from receiver.vault.crypto import generate_key
@@ -75,6 +76,7 @@ def load_or_create_env(data_dir: Path) -> dict[str, str]:
         "TIKTOK_CLIENT_SECRET": lambda: secrets.token_urlsafe(24),
         "TOKEN_ENCRYPTION_KEYS": generate_key,
         "ADMIN_TOKEN": lambda: secrets.token_urlsafe(24),
+        "FORWARD_SECRET": generate_secret,
     }
     missing = {name: make() for name, make in wanted.items() if not values.get(name)}
     if missing:
@@ -268,6 +270,7 @@ def _run_stack(args: argparse.Namespace, data_dir: Path) -> int:
         ("--port", args.port),
         ("--sandbox-port", args.sandbox_port),
         ("--worker-metrics-port", args.worker_metrics_port),
+        ("--echo-port", args.echo_port),
     ]
     if not redis_url:
         wanted.append(("--redis-port", args.redis_port))
@@ -283,6 +286,7 @@ def _run_stack(args: argparse.Namespace, data_dir: Path) -> int:
     base = f"http://127.0.0.1:{port}"
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     redirect_uri = f"{base}/oauth/tiktok/callback"
+    echo = f"http://127.0.0.1:{args.echo_port or free_port()}"
     supervisor = Supervisor(quiet=args.quiet)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKTOK_", "REDIS_"))}
@@ -314,6 +318,7 @@ def _run_stack(args: argparse.Namespace, data_dir: Path) -> int:
             "CONSOLE_ENABLED": "1",
             # Where the worker keeps downloaded data archives.
             "PORTABILITY_DIR": os.environ.get("PORTABILITY_DIR") or str(data_dir / "portability"),
+            "FORWARD_URL": f"{echo}/",  # every event, forwarded to the echo consumer
         }
         if modules:
             wiring["WORKER_HANDLER_MODULES"] = ",".join(modules)
@@ -333,6 +338,15 @@ def _run_stack(args: argparse.Namespace, data_dir: Path) -> int:
                 data_dir / "sandbox.log",
             )
         )  # fmt: skip
+        supervisor.start(
+            Child(
+                "echo",
+                [*CLI, "forward", "echo", "--port", echo.rsplit(":", 1)[1]],
+                env | {"FORWARD_SECRET": creds["FORWARD_SECRET"]},
+                _answers_with_token(f"{echo}/healthz"),
+                data_dir / "echo.log",
+            )
+        )
         supervisor.start(
             Child(
                 "receiver",
@@ -508,6 +522,12 @@ def register(sub: Any) -> None:
         type=int,
         default=9101,
         help="the worker's metrics port (default 9101; 0: a free one)",
+    )
+    dev.add_argument(
+        "--echo-port",
+        type=int,
+        default=0,
+        help="the echo consumer that forwarded events go to (default 0: a free one)",
     )
     dev.add_argument(
         "--handlers",

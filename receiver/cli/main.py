@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from receiver.cli import dev, handlers_list
     from receiver.cli import followups as cli_followups
+    from receiver.cli import forward as cli_forward
     from receiver.cli import replay as cli_replay
     from receiver.cli import tokens as cli_tokens
     from receiver.cli import worker as cli_worker
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_replay.register(sub)
     dev.register(sub)
     handlers_list.register(sub)
+    cli_forward.register(sub)
     sandbox_parser = sub.add_parser(
         "sandbox",
         help="run the local TikTok simulator",

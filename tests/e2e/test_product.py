@@ -345,3 +345,17 @@ def test_a_publish_to_its_public_video_and_a_data_request_to_its_archive(stack: 
     with zipfile.ZipFile(path) as archive:
         assert archive.testzip() is None
         assert open_id.encode() in archive.read("user_data.json")
+
+
+def test_dev_forwards_events_to_its_echo_consumer(stack: Stack) -> None:
+    stack.sandbox_api("POST", "/sandbox/webhooks", json={"event": "tiktok.ping"})
+    echo_log = stack.data_dir / "echo.log"
+
+    def forwarded() -> bool:
+        text = echo_log.read_text() if echo_log.exists() else ""
+        return "tiktok.ping" in text
+
+    wait_for("the echo consumer to print the forwarded ping", forwarded)
+    text = echo_log.read_text()
+    assert "echo: msg_" in text
+    assert "refused" not in text  # every request verified with the dev stack's secret

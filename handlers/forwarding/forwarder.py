@@ -1,0 +1,312 @@
+"""The forwarding handler and job: one delivery per matching destination, one job per try.
+
+`forward_event` runs as a handler after the built-in ones of the same event (it is
+registered last, for every event, only when destinations are configured) and creates
+the deliveries with their first jobs. `forward_delivery` is the arq job of one try: it
+sends, records the attempt, and schedules the next try on FORWARD_RETRY_SCHEDULE (or
+Retry-After, if longer), dead-letters after the last, or holds the delivery when its
+destination is disabled. Delivery jobs run in their destination's own lane
+(handlers/forwarding/lanes.py), `concurrency` at a time, so a slow or dead destination
+never fills the main worker's job slots; a destination at its rate limit has the job
+scheduled again shortly instead of waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import httpx
+
+from handlers.dispatch import guarded
+from handlers.forwarding import metrics
+from handlers.forwarding.payload import build_payload
+from handlers.forwarding.sender import Result, send
+from handlers.forwarding.store import (
+    FORWARD_DELIVERY,
+    RESPONSE_KEPT_CHARS,
+    Attempt,
+    DeliveryStore,
+    Job,
+    delivery_id,
+    destination_key,
+)
+from handlers.ratelimit import RateLimiter, RateLimitWaitTooLong
+from handlers.registry import HandlerRegistry
+from receiver import keys
+from receiver.forward_config import ForwardDestination
+from receiver.ingest.events import (
+    PortabilityDownloadReady,
+    VideoPublishCompleted,
+    VideoUploadFailed,
+    WebhookEvent,
+)
+from receiver.settings import Settings
+from receiver.status_store import status_key
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
+    from handlers.context import HandlerContext
+
+logger = logging.getLogger("tiktok_webhooks.forward")
+
+HANDLER_NAME: Final = "builtin.forward"
+STATE_CACHE_SECONDS: Final = 1.0
+
+
+class Forwarder:
+    """Per worker process: the destinations, their HTTP clients and limits, the store."""
+
+    def __init__(self, settings: Settings, redis: ArqRedis) -> None:
+        self.settings = settings
+        self.store = DeliveryStore(
+            redis, queue_name=settings.queue_name, job_expires_seconds=settings.job_expires_seconds
+        )
+        self.destinations = {d.name: d for d in settings.forward_destinations}
+        self._keys = {d.name: d.secret_keys() for d in settings.forward_destinations}
+        self._clients = {d.name: _client(d) for d in settings.forward_destinations}
+        self._limiters = {
+            d.name: _limiter(redis, d) for d in self.destinations.values() if d.rate_per_second
+        }
+        self._state: dict[str, tuple[float, bool, bool]] = {}
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    # ------------------------------------------------------------------ the handler
+
+    async def on_event(self, event: WebhookEvent) -> dict[str, Any]:
+        envelope = event.envelope
+        matching = [
+            d for d in self.destinations.values() if d.matches(envelope.event, envelope.client_key)
+        ]
+        if not matching:
+            return {"forwarded": 0}
+        status_of = _status_object(event)
+        profile_key = (
+            f"{keys.PROFILE_PREFIX}{envelope.client_key}:{envelope.user_openid}"
+            if envelope.user_openid
+            else ""
+        )
+        items = [
+            (delivery_id(event.dedupe_key, d.name), d.name, (await self._flags(d.name))[0])
+            for d in matching
+        ]
+        created = await self.store.create(
+            items,
+            body=build_payload(envelope),
+            event=envelope.event,
+            client_key=envelope.client_key,
+            status_key=(
+                status_key(status_of[0], envelope.client_key, status_of[1])
+                if status_of is not None
+                else ""
+            ),
+            profile_key=profile_key,
+        )
+        return {"deliveries": [item[0] for item in items], "created": sum(created)}
+
+    async def _flags(self, name: str) -> tuple[bool, bool]:
+        """(disabled, failing) of a destination, shared by all workers via Redis, cached
+        for a second per process."""
+        now = time.monotonic()
+        cached = self._state.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
+        disabled, failing = await cast(
+            Awaitable[list[bytes | None]],
+            self.store.redis.hmget(destination_key(name), ["disabled_at", "failing_since"]),
+        )
+        self._state[name] = (now + STATE_CACHE_SECONDS, disabled is not None, failing is not None)
+        return disabled is not None, failing is not None
+
+    # ------------------------------------------------------------------ the job
+
+    async def run_job(self, job_id: str, delivery: str) -> dict[str, Any]:
+        store = self.store
+        if job_id.startswith("replay-"):
+            # The general dead-letter list replayed this job: give it a fresh schedule.
+            return {"requeued": await store.requeue(delivery, only_unfinished=True)}
+        job = await store.load_job(delivery)
+        if job is None:
+            return {"skipped": "no such delivery"}
+        if job.job != job_id or job.state != "pending":
+            return {"skipped": "superseded"}
+        dest = self.destinations.get(job.destination)
+        if dest is None:
+            await store.finish(
+                delivery, job, attempt=None, state="dead",
+                note="destination is no longer configured",
+            )  # fmt: skip
+            return {"state": "dead"}
+        disabled, failing = await self._flags(dest.name)
+        if disabled:
+            await store.finish(
+                delivery, job, attempt=None, state="held", note="destination disabled"
+            )
+            return {"state": "held"}
+        limiter = self._limiters.get(dest.name)
+        if limiter is not None:
+            try:
+                await limiter.acquire(f"forward:{dest.name}")
+            except RateLimitWaitTooLong as exc:
+                await store.finish(
+                    delivery, job, attempt=None, state="pending", delay=exc.wait_seconds,
+                    note="rate limited",
+                )  # fmt: skip
+                return {"state": "pending", "waiting": "rate"}
+        result = await send(
+            self._clients[dest.name],
+            dest.url,
+            keys=self._keys[dest.name],
+            message_id=delivery,
+            body=job.body,
+            timeout_seconds=dest.timeout_seconds,
+        )
+        metrics.count_attempt(dest.name, result.outcome, result.latency)
+        return await self._after(delivery, job, dest, result, failing=failing)
+
+    async def _after(
+        self, delivery: str, job: Job, dest: ForwardDestination, result: Result, *, failing: bool
+    ) -> dict[str, Any]:
+        store = self.store
+        now = time.time()
+
+        def attempt(next_at: float | None) -> Attempt:
+            return Attempt(
+                number=job.attempts + 1,
+                at=now,
+                outcome=result.outcome,
+                status=result.status,
+                latency_ms=round(result.latency * 1000, 2),
+                response=result.response.decode("utf-8", "replace")[:RESPONSE_KEPT_CHARS],
+                error=result.error,
+                next_attempt_at=next_at,
+            )
+
+        if result.ok:
+            await store.finish(delivery, job, attempt=attempt(None), state="succeeded")
+            if failing:
+                await store.note_success(dest.name)
+                self._state.pop(dest.name, None)
+            return {"state": "succeeded", "status": result.status}
+        if result.outcome == "gone":
+            if await store.disable(dest.name, "the destination answered 410 Gone"):
+                logger.error("forward destination %s answered 410 Gone: disabled", dest.name)
+            self._state.pop(dest.name, None)
+            await store.finish(
+                delivery, job, attempt=attempt(None), state="held",
+                note="destination answered 410 Gone and was disabled",
+            )  # fmt: skip
+            return {"state": "held", "status": result.status}
+        schedule = self.settings.forward_retry_schedule
+        if job.tries < len(schedule):
+            delay = schedule[job.tries] * random.uniform(0.9, 1.1)
+            if result.retry_after is not None:
+                delay = max(delay, result.retry_after)
+            await store.finish(
+                delivery, job, attempt=attempt(now + delay), state="pending", delay=delay,
+                note=result.error or "",
+            )  # fmt: skip
+            state = "pending"
+        else:
+            await store.finish(
+                delivery, job, attempt=attempt(None), state="dead",
+                note=f"gave up after {job.tries + 1} tries: {result.error}",
+            )  # fmt: skip
+            metrics.DEAD_LETTERED.labels(dest.name).inc()
+            logger.warning(
+                "forward delivery %s to %s dead-lettered after %d tries: %s",
+                delivery, dest.name, job.tries + 1, result.error,
+            )  # fmt: skip
+            state = "dead"
+        if await store.note_failure(
+            dest.name, disable_after=self.settings.forward_disable_after_seconds
+        ):
+            logger.error("forward destination %s failed for too long: disabled", dest.name)
+        self._state.pop(dest.name, None)
+        return {"state": state, "status": result.status, "error": result.error}
+
+    # ------------------------------------------------------------------ metrics
+
+    async def update_stats(self) -> None:
+        now = time.time()
+        for name in self.destinations:
+            counts = await self.store.counts(name)
+            metrics.PENDING.labels(name).set(counts["pending"])
+            oldest = counts["oldest_pending_at"]
+            metrics.OLDEST_PENDING_AGE.labels(name).set(max(0.0, now - oldest) if oldest else 0.0)
+            metrics.DEAD_LETTERS.labels(name).set(counts["dead"])
+            metrics.HELD.labels(name).set(counts["held"])
+            metrics.DISABLED.labels(name).set(1 if counts["disabled"] else 0)
+
+
+def _client(dest: ForwardDestination) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=dest.timeout_seconds,
+        limits=httpx.Limits(
+            max_connections=dest.concurrency, max_keepalive_connections=dest.concurrency
+        ),
+    )
+
+
+def _limiter(redis: ArqRedis, dest: ForwardDestination) -> RateLimiter:
+    # A sliding window of one second (or of one request, below one per second).
+    if dest.rate_per_second >= 1:
+        return RateLimiter(
+            redis, per_minute=int(dest.rate_per_second), window_ms=1000, max_sleep_seconds=2.0
+        )
+    return RateLimiter(
+        redis,
+        per_minute=1,
+        window_ms=int(1000 / dest.rate_per_second),
+        max_sleep_seconds=2.0,
+    )
+
+
+def _status_object(event: WebhookEvent) -> tuple[Any, str] | None:
+    content = event.content
+    if isinstance(content, VideoUploadFailed | VideoPublishCompleted):
+        return "share", content.share_id
+    if isinstance(content, PortabilityDownloadReady):
+        return "portability", str(content.request_id)
+    publish_id = getattr(content, "publish_id", None)
+    if isinstance(publish_id, str):
+        return "publish", publish_id
+    return None
+
+
+async def forward_event(event: WebhookEvent, ctx: HandlerContext) -> dict[str, Any] | None:
+    """The handler: create this event's deliveries (see the module's docstring)."""
+    forwarder = ctx.state.forwarder
+    if forwarder is None:
+        return None
+    return await forwarder.on_event(event)
+
+
+def with_forwarding(registry: HandlerRegistry) -> HandlerRegistry:
+    """A copy of `registry` with the forwarding handler last for every event."""
+    if any(h.name == HANDLER_NAME for h in registry.handlers_for("*forward-probe*")):
+        return registry
+    extended = registry.copy()
+    extended.on_any(name=HANDLER_NAME)(forward_event)
+    return extended
+
+
+async def forward_delivery(ctx: dict[str, Any], delivery: str) -> Any:
+    """The arq job of one try of one delivery."""
+    forwarder: Forwarder = ctx["state"].forwarder
+    job_id = str(ctx.get("job_id") or "")
+    return await guarded(
+        ctx,
+        FORWARD_DELIVERY,
+        "forward",
+        lambda: forwarder.run_job(job_id, delivery),
+        args=[delivery],
+    )
