@@ -223,35 +223,46 @@ def register(sub: Any) -> None:
     import os
 
     forward = sub.add_parser(
-        "forward", help="forwarding to your services: secrets, deliveries, retry, replay"
+        "forward",
+        help="forwarding to your services: secrets, deliveries, retry, replay",
+        description="Forwarding of TikTok events to your own services as Standard Webhooks "
+        "(docs/forwarding.md): secrets, destinations, deliveries and their attempts.",
     )
     actions = forward.add_subparsers(dest="forward_command", required=True, metavar="ACTION")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> Any:
-        parser = actions.add_parser(name, help=text)
-        parser.add_argument("--config", type=Path, help="TOML settings file")
+        parser = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        parser.add_argument("--config", type=Path, help="TOML settings file (default: none)")
         parser.set_defaults(func=func)
         return parser
 
+    destination_help = "only this destination (default: all)"
     add("keygen", cmd_keygen, "print a new whsec_ secret for a destination")
     add("destinations", cmd_destinations, "configured destinations, their state and counts")
     listing = add("list", cmd_list, "the newest deliveries")
-    listing.add_argument("--destination")
-    listing.add_argument("--state", help="pending, succeeded, dead or held")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--destination", help=destination_help)
+    listing.add_argument("--state", help="pending, succeeded, dead or held (default: any)")
+    listing.add_argument("--limit", type=int, default=50, help="at most N (default 50)")
     show = add("show", cmd_show, "one delivery with every attempt and its payload")
-    show.add_argument("id", nargs="+")
+    show.add_argument("id", nargs="+", help="delivery ids (msg_…)")
     retry = add("retry", cmd_retry, "send deliveries again now")
-    retry.add_argument("id", nargs="+")
+    retry.add_argument("id", nargs="+", help="delivery ids (msg_…)")
     replay = add("replay", cmd_replay, "send again every undelivered delivery in a time range")
     replay.add_argument("--since", required=True, help="ISO-8601 or unix seconds")
     replay.add_argument("--until", help="ISO-8601 or unix seconds (default: now)")
-    replay.add_argument("--destination")
-    for name, text in (("enable", "enable a disabled destination"), ("disable", "disable one")):
+    replay.add_argument("--destination", help=destination_help)
+    for name, text in (
+        ("enable", "enable a disabled destination"),
+        ("disable", "disable a destination"),
+    ):
         toggle = add(name, cmd_enable, text)
-        toggle.add_argument("name")
+        toggle.add_argument("name", help="the destination's name")
         toggle.set_defaults(action=name)
     echo = add("echo", cmd_echo, "a consumer that verifies forwarded requests and prints them")
-    echo.add_argument("--host", default="127.0.0.1")
-    echo.add_argument("--port", type=int, default=9400)
-    echo.add_argument("--secret", default=os.environ.get("FORWARD_SECRET"), help="whsec_…")
+    echo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    echo.add_argument("--port", type=int, default=9400, help="port (default 9400)")
+    echo.add_argument(
+        "--secret",
+        default=os.environ.get("FORWARD_SECRET"),
+        help="the whsec_ secret requests are checked with (default: $FORWARD_SECRET)",
+    )

@@ -112,6 +112,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         wait_for("the dev stack", lambda: answers(f"{receiver}/readyz"), timeout=90)
         wait_for("the worker", lambda: answers(f"http://127.0.0.1:{metrics_port}/metrics"))
+        # `dev` writes stack.env once every child is up.
+        wait_for("the stack's settings file", (data_dir / "stack.env").exists)
         yield Stack(
             receiver=receiver,
             sandbox=f"http://127.0.0.1:{sandbox_port}",
