@@ -6,7 +6,6 @@ ones an operator may have chosen on purpose (an opt-out, a proxy in front of Tik
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Final
 from urllib.parse import urlsplit
@@ -18,17 +17,6 @@ logger = logging.getLogger("tiktok_webhooks.security")
 
 # TikTok's own hosts for the authorize page and the API.
 TIKTOK_HOSTS: Final = ("tiktok.com", "tiktokapis.com")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_tiktok_host(host: str | None) -> bool:

@@ -329,7 +329,7 @@ def _collect_apps(
     return apps
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback_host(host: str | None) -> bool:
     if host is None:
         return False
     if host == "localhost":
@@ -347,9 +347,9 @@ def redirect_uri_problem(uri: str, *, development: bool) -> str | None:
         return "TIKTOK_REDIRECT_URI must not have a query or fragment (TikTok matches it exactly)"
     if parts.scheme == "https" and parts.netloc:
         return None
-    if parts.scheme == "http" and _is_loopback(parts.hostname) and development:
+    if parts.scheme == "http" and is_loopback_host(parts.hostname) and development:
         return None
-    if parts.scheme == "http" and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
         return (
             "TIKTOK_REDIRECT_URI uses http on a loopback host, which is only allowed with "
             "TIKTOK_WEBHOOKS_ENV=development"

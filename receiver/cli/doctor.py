@@ -23,11 +23,12 @@ import redis
 from receiver.cli.verdict import serve_problems, worker_problems
 from receiver.redis_conn import check_hostname
 from receiver.secrets import Secret
-from receiver.security_checks import is_loopback_host, security_warnings
+from receiver.security_checks import security_warnings
 from receiver.settings import (
     DEFAULT_API_BASE_URL,
     ConfigError,
     Settings,
+    is_loopback_host,
     load_settings,
     redirect_uri_problem,
 )

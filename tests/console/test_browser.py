@@ -18,8 +18,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import redis
 
 from receiver.testing.redis_server import free_port
 from tests.console.failing_handler import BROKEN_FLAG
+from tests.dev_stack import answers, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -67,21 +67,6 @@ class Stack:
         response = httpx.request(method, f"{self.sandbox}{path}", timeout=10, **kwargs)
         assert response.is_success, response.text
         return response.json() if response.content else None
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from receiver.testing.redis_server import free_port
+from tests.dev_stack import answers, wait_for
 
 EVENTS = 12
 SCOPES = "user.info.basic,user.info.profile,user.info.stats,video.list,video.upload," + (
@@ -51,21 +52,6 @@ class Stack:
         response = httpx.request(method, f"{self.sandbox}{path}", timeout=10, **kwargs)
         assert response.is_success, response.text
         return response.json() if response.content else None
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def pid_of(*words: str) -> int:
