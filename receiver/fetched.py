@@ -101,11 +101,11 @@ return 1
 """
 
 
-def _publish_key(client_key: str, publish_id: str) -> str:
+def publish_key(client_key: str, publish_id: str) -> str:
     return f"{keys.FETCHED_PUBLISH_PREFIX}{client_key}:{publish_id}"
 
 
-def _video_key(client_key: str, post_id: str) -> str:
+def video_key(client_key: str, post_id: str) -> str:
     return f"{keys.VIDEO_PREFIX}{client_key}:{post_id}"
 
 
@@ -127,7 +127,7 @@ def _user_requests_key(client_key: str, open_id: str) -> str:
 async def save_publish_fetch(redis: aioredis.Redis, fetch: PublishFetch) -> None:
     fetch = msgspec.structs.replace(fetch, fetched_at=time.time())
     await redis.set(
-        _publish_key(fetch.client_key, fetch.publish_id),
+        publish_key(fetch.client_key, fetch.publish_id),
         msgspec.json.encode(fetch),
         ex=RECORD_TTL_SECONDS,
     )
@@ -136,7 +136,7 @@ async def save_publish_fetch(redis: aioredis.Redis, fetch: PublishFetch) -> None
 async def get_publish_fetch(
     redis: aioredis.Redis, client_key: str, publish_id: str
 ) -> PublishFetch | None:
-    raw = await redis.get(_publish_key(client_key, publish_id))
+    raw = await redis.get(publish_key(client_key, publish_id))
     return None if raw is None else _publish_decoder.decode(raw)
 
 
@@ -154,7 +154,7 @@ async def note_video(
     event_time: int | None = None,
 ) -> None:
     """Remember a post (and who made it); with `public`, its visibility as of `event_time`."""
-    key = _video_key(client_key, post_id)
+    key = video_key(client_key, post_id)
     mapping = {"post_id": post_id}
     if open_id:
         mapping["open_id"] = open_id
@@ -183,7 +183,7 @@ async def save_video_details(
 ) -> None:
     """Record a query's outcome. `details` None keeps what was stored before (an empty
     answer means "not visible now", not "no views")."""
-    key = _video_key(client_key, post_id)
+    key = video_key(client_key, post_id)
     mapping: dict[str, str | bytes] = {
         "post_id": post_id,
         "state": state,
@@ -229,7 +229,7 @@ def _video_from(client_key: str, fields: dict[bytes, bytes]) -> VideoRecord:
 
 async def get_video(redis: aioredis.Redis, client_key: str, post_id: str) -> VideoRecord | None:
     fields = await cast(
-        Awaitable[dict[bytes, bytes]], redis.hgetall(_video_key(client_key, post_id))
+        Awaitable[dict[bytes, bytes]], redis.hgetall(video_key(client_key, post_id))
     )
     return _video_from(client_key, fields) if fields else None
 

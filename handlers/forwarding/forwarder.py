@@ -36,7 +36,7 @@ from handlers.forwarding.store import (
 )
 from handlers.ratelimit import RateLimiter, RateLimitWaitTooLong
 from handlers.registry import HandlerRegistry
-from receiver import keys
+from receiver import fetched, keys
 from receiver.forward_config import ForwardDestination
 from receiver.ingest.events import (
     PortabilityDownloadReady,
@@ -108,6 +108,12 @@ class Forwarder:
                 else ""
             ),
             profile_key=profile_key,
+            publish_key=(
+                fetched.publish_key(envelope.client_key, status_of[1])
+                if status_of is not None and status_of[0] == "publish"
+                else ""
+            ),
+            video_key=_video_key_of(event, envelope.client_key),
         )
         return {"deliveries": [item[0] for item in items], "created": sum(created)}
 
@@ -268,6 +274,14 @@ def _limiter(redis: ArqRedis, dest: ForwardDestination) -> RateLimiter:
         window_ms=int(1000 / dest.rate_per_second),
         max_sleep_seconds=2.0,
     )
+
+
+def _video_key_of(event: WebhookEvent, client_key: str) -> str:
+    """The stored video of the event's post, for the post.publish.* events that name one."""
+    post_id = getattr(event.content, "post_id", None)
+    if isinstance(post_id, int | str) and not isinstance(post_id, bool) and str(post_id):
+        return fetched.video_key(client_key, str(post_id))
+    return ""
 
 
 def _status_object(event: WebhookEvent) -> tuple[Any, str] | None:

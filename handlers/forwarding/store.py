@@ -92,8 +92,9 @@ _attempt_decoder: Final = msgspec.json.Decoder(Attempt)
 # The body built in Python ends with the `data` object and the outer object ("}}"): the
 # stored JSON documents go in just before. Neither holds a numeric id (status records
 # keep ids as text; profiles have none), so no id loses its digits.
-# KEYS[1]: the listing index; then per event: status key ('' for none), profile key
-# ('' for none), and per delivery: record, state index, job key, its destination's queue.
+# KEYS[1]: the listing index; then per event: status key, profile key, fetched publish
+# status key, video key ('' for none of each), and per delivery: record, state index, job
+# key, its destination's queue.
 # ARGV[1..4]: index horizon s, now, job ttl ms, score ms; then per event: body, event,
 # client_key, deliveries; and per delivery: id, destination, state, job id, payload, note.
 _CREATE: Final = """
@@ -113,8 +114,16 @@ while a <= #ARGV do
     local profile = redis.call('GET', KEYS[k + 1])
     if profile then extra = extra .. ',"profile":' .. profile end
   end
+  if KEYS[k + 2] ~= '' then
+    local publish = redis.call('GET', KEYS[k + 2])
+    if publish then extra = extra .. ',"publish":' .. publish end
+  end
+  if KEYS[k + 3] ~= '' then
+    local video = redis.call('HGET', KEYS[k + 3], 'details')
+    if video then extra = extra .. ',"video":' .. video end
+  end
   if extra ~= '' then body = string.sub(body, 1, -3) .. extra .. '}}' end
-  k = k + 2
+  k = k + 4
   for _ = 1, n do
     local rec, index, jobkey, queue = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
     local id, state, job = ARGV[a], ARGV[a + 2], ARGV[a + 3]
@@ -246,14 +255,17 @@ class DeliveryStore:
         client_key: str,
         status_key: str = "",
         profile_key: str = "",
+        publish_key: str = "",
+        video_key: str = "",
     ) -> list[bool]:
         """Create deliveries `(id, destination, held)` of one event with their first jobs;
-        True for each that is new. `body` gets the stored status record and profile (keys
-        of those, or '') spliced in. Returns once Redis confirmed the write; the events of
-        jobs running together share one script call."""
+        True for each that is new. `body` gets the stored status record, profile, fetched
+        publish status and video details (keys of those, or '') spliced in. Returns once
+        Redis confirmed the write; the events of jobs running together share one script
+        call."""
         if not items:
             return []
-        keys: list[str] = [status_key, profile_key]
+        keys: list[str] = [status_key, profile_key, publish_key, video_key]
         args: list[Any] = [body, event, client_key, len(items)]
         for delivery, destination, held in items:
             job_id = f"fwd:{delivery}:1"

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
 from handlers.forwarding.store import DeliveryStore, delivery_id
+from receiver import fetched
 from receiver.forward_config import generate_secret
 from receiver.ingest.events import decode_body
 from receiver.settings import Settings
@@ -89,6 +90,51 @@ async def test_an_event_arrives_signed_as_standard_webhooks(
     assert attempt.outcome == "success"
     assert attempt.response == "ok"
     assert attempt.next_attempt_at is None
+
+
+async def test_what_the_follow_up_fetches_stored_travels_along(
+    redis_url: str, redis_client: object
+) -> None:
+    """The publish status and the video details fetched for earlier events of the same
+    publish are in the body (ids as strings); absent when nothing was fetched."""
+    redis = redis_client  # the test's client of the suite's Redis
+    await fetched.save_publish_fetch(
+        redis,  # type: ignore[arg-type]
+        fetched.PublishFetch(
+            client_key="test_client_key",
+            publish_id="v_pub_url~v2.7",
+            open_id="user-9",
+            state="fetched",
+            status="PUBLISH_COMPLETE",
+            post_ids=[str(BIG_POST_ID)],
+        ),
+    )
+    await fetched.save_video_details(
+        redis,  # type: ignore[arg-type]
+        "test_client_key",
+        str(BIG_POST_ID),
+        state="fetched",
+        details={"id": str(BIG_POST_ID), "view_count": 12},
+    )
+    consumer = Consumer(SECRET)
+    with running(consumer) as url:
+        settings = forward_settings(redis_url, url)
+        await deliver(
+            settings,
+            [
+                delivery("post.publish.publicly_available", PUBLIC, open_id="user-9"),
+                delivery("tiktok.ping", {"reason": "nothing fetched"}),
+            ],
+        )
+        await drain(settings)
+    by_type = {r.json()["type"]: r.json()["data"] for r in consumer.received}
+    public = by_type["post.publish.publicly_available"]
+    assert public["publish"]["status"] == "PUBLISH_COMPLETE"
+    assert public["publish"]["post_ids"] == [str(BIG_POST_ID)]
+    assert public["video"] == {"id": str(BIG_POST_ID), "view_count": 12}
+    ping = by_type["tiktok.ping"]
+    assert "publish" not in ping
+    assert "video" not in ping
 
 
 async def test_every_secret_of_a_rotation_signs(redis_url: str) -> None:
