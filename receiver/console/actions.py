@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
 from handlers.deadletter import DeadLetterStore
+from handlers.forwarding.store import DeliveryStore
 from receiver import keys
 from receiver.console.queries import ActionRecord, LetterFilter, dead_letters
 from receiver.tiktok.errors import InvalidGrant, TikTokError
@@ -109,6 +110,49 @@ async def require_reauth(
         what="mark for re-authorization",
         target=f"{vault.client_key}:{open_id}",
         result="marked needs_reauth" if done else "no tokens stored for this user",
+    )
+    await record_action(redis, action)
+    return action
+
+
+async def retry_forward_delivery(
+    redis: aioredis.Redis, store: DeliveryStore, delivery_id: str, *, who: str
+) -> ActionRecord:
+    """Send a forward delivery again now (as `tiktok-webhooks forward retry`)."""
+    requeued = await store.requeue(delivery_id, only_unfinished=False)
+    action = ActionRecord(
+        at=time.time(),
+        who=who,
+        what="retry forward delivery",
+        target=delivery_id,
+        result="sending again now" if requeued else "no such delivery",
+    )
+    await record_action(redis, action)
+    return action
+
+
+async def set_destination_enabled(
+    redis: aioredis.Redis, store: DeliveryStore, destination: str, *, enabled: bool, who: str
+) -> ActionRecord:
+    """Enable or disable a forward destination (as `tiktok-webhooks forward enable|disable`).
+
+    Disabled, new events for it are held; enabling does not send the held ones (a replay
+    does)."""
+    if enabled:
+        changed = await store.enable(destination)
+        held = (await store.counts(destination))["held"]
+        result = "enabled" if changed else "was not disabled"
+        if held:
+            result += f"; {held} held deliveries wait for `forward replay`"
+    else:
+        changed = await store.disable(destination, "disabled by hand")
+        result = "disabled; new events are held" if changed else "was already disabled"
+    action = ActionRecord(
+        at=time.time(),
+        who=who,
+        what="enable forward destination" if enabled else "disable forward destination",
+        target=destination,
+        result=result,
     )
     await record_action(redis, action)
     return action

@@ -4,13 +4,13 @@ Each function takes the Redis client and plain arguments and returns plain struc
 pages never touch keys themselves and a new data source (forwarding, publishes) is wired
 by adding one function here. Limits: the recent-delivery index is bounded by its own
 settings; dead letters are read newest first, at most `DEAD_LETTER_WINDOW`; users are read
-one SCAN page at a time; status records are looked at up to `STATUS_SCAN_LIMIT` keys.
+one SCAN page at a time; status records are looked at up to `STATUS_SCAN_LIMIT` keys;
+forward deliveries newest first, at most `FORWARD_PAGE`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final, cast
@@ -19,8 +19,13 @@ import msgspec
 import redis.asyncio as aioredis
 
 from handlers.deadletter import DeadLetter
-from receiver import keys, users
+from handlers.forwarding import admin
+from handlers.forwarding.store import ALL_INDEX as FORWARD_INDEX
+from handlers.forwarding.store import Attempt, DeliveryStore
+from handlers.forwarding.store import Delivery as FwdDelivery
+from receiver import fetched, keys, users
 from receiver.ingest.events import MalformedEvent, decode_envelope
+from receiver.settings import Settings
 from receiver.status_store import StatusRecord
 from receiver.vault.record import TokenStatus, as_text, glob_escape, parse_record
 
@@ -32,8 +37,9 @@ DEAD_LETTER_WINDOW: Final = 1000
 USER_PAGE: Final = 50
 USER_COUNT_LIMIT: Final = 10_000
 STATUS_SCAN_LIMIT: Final = 5000
-# Modules that, once present, provide forwarding destinations/attempts.
-FORWARDING_MODULES: Final = ("handlers.forwarding", "receiver.forwarding")
+FORWARD_PAGE: Final = 50
+FORWARD_SCAN_LIMIT: Final = 1000
+USER_FETCHED_LIMIT: Final = 200
 
 
 # -- overview ------------------------------------------------------------------------------
@@ -463,24 +469,111 @@ async def recent_actions(redis: aioredis.Redis, limit: int = 20) -> list[ActionR
     return actions
 
 
-# -- optional sources ----------------------------------------------------------------------
+# -- forwarding ------------------------------------------------------------------------------
 
 
-def forwarding_module() -> str | None:
-    """The module providing forwarding (destinations and attempts), if this build has one.
+class DestinationRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A configured forward destination: its state (enabled, failing, disabled) and counts."""
 
-    Forwarding is not part of this build: with none of `FORWARDING_MODULES` installed the
-    console hides its section. When one appears, the page says so and shows nothing made
-    up: its destinations and attempts get read here, next to the other queries.
-    """
-    for name in FORWARDING_MODULES:
-        if _module_exists(name):
-            return name
-    return None
+    name: str
+    state: str
+    events: list[str]
+    pending: int
+    dead: int
+    held: int
+    oldest_pending_age_seconds: float | None
+    disabled_reason: str | None
+    failing_since: float | None
 
 
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+class ForwardDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    delivery: FwdDelivery
+    attempts: list[Attempt]
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+def forward_store(settings: Settings, redis: aioredis.Redis) -> DeliveryStore:
+    return admin.store_for(settings, redis)
+
+
+async def forward_destinations(settings: Settings, redis: aioredis.Redis) -> list[DestinationRow]:
+    """Every configured destination (a few), as `tiktok-webhooks forward destinations`."""
+    rows = []
+    for view in await admin.destinations_view(settings, forward_store(settings, redis)):
+        if view["disabled"]:
+            state = "disabled"
+        elif view["failing_since"] is not None:
+            state = "failing"
+        else:
+            state = "enabled"
+        rows.append(
+            DestinationRow(
+                name=view["name"],
+                state=state,
+                events=view["events"],
+                pending=view["pending"],
+                dead=view["dead"],
+                held=view["held"],
+                oldest_pending_age_seconds=view["oldest_pending_age_seconds"],
+                disabled_reason=view["disabled_reason"],
+                failing_since=view["failing_since"],
+            )
+        )
+    return rows
+
+
+async def forward_deliveries(
+    settings: Settings,
+    redis: aioredis.Redis,
+    *,
+    destination: str | None = None,
+    state: str | None = None,
+    limit: int = FORWARD_PAGE,
+) -> list[ForwardDelivery]:
+    """The newest forward deliveries (at most `limit`) with their attempts; with a filter,
+    only the newest `FORWARD_SCAN_LIMIT` deliveries are looked at."""
+    store = forward_store(settings, redis)
+    if destination is None and state is None:
+        found = await store.recent(limit=limit)
+    else:
+        found = []
+        for member in await redis.zrevrange(FORWARD_INDEX, 0, FORWARD_SCAN_LIMIT - 1):
+            record = await store.get(as_text(member))
+            if record is None or destination not in (None, record.destination):
+                continue
+            if state not in (None, record.state):
+                continue
+            found.append(record)
+            if len(found) >= limit:
+                break
+    return [ForwardDelivery(delivery=d, attempts=await store.attempts(d.id)) for d in found]
+
+
+async def forward_delivery(
+    settings: Settings, redis: aioredis.Redis, delivery_id: str
+) -> ForwardDelivery | None:
+    store = forward_store(settings, redis)
+    found = await store.get(delivery_id)
+    if found is None:
+        return None
+    return ForwardDelivery(delivery=found, attempts=await store.attempts(delivery_id))
+
+
+# -- a user's videos and data requests ---------------------------------------------------------
+
+
+async def user_videos(
+    redis: aioredis.Redis, client_key: str, open_id: str
+) -> list[fetched.VideoRecord]:
+    """The user's known public posts, newest first (at most `USER_FETCHED_LIMIT`)."""
+    return (await fetched.list_videos(redis, client_key, open_id))[:USER_FETCHED_LIMIT]
+
+
+async def user_data_requests(
+    redis: aioredis.Redis, client_key: str, open_id: str
+) -> list[fetched.DataRequest]:
+    """The user's data requests, newest first (at most `USER_FETCHED_LIMIT`)."""
+    return (await fetched.list_data_requests(redis, client_key, open_id))[:USER_FETCHED_LIMIT]

@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
+from handlers.forwarding.store import STATES
 from receiver import keys
 from receiver.console import actions, queries
 from receiver.console.session import (
@@ -59,6 +60,7 @@ NAV: Final = (
     ("dead-letters", "Dead letters", "/dead-letters"),
     ("forwarding", "Forwarding", "/forwarding"),
 )
+FORWARD_STATES: Final = STATES
 CHART_COLOURS: Final = {
     "accepted": "#1a7f37",
     "duplicate": "#57606a",
@@ -200,6 +202,21 @@ class ConsoleRoutes:
                 methods=["POST"],
             ),
             Route(f"{PREFIX}/forwarding", page(self.forwarding), methods=["GET"]),
+            Route(
+                f"{PREFIX}/forwarding/deliveries/{{delivery_id}}",
+                page(self.forward_delivery),
+                methods=["GET"],
+            ),
+            Route(
+                f"{PREFIX}/forwarding/deliveries/{{delivery_id}}/retry",
+                page(self.forward_retry),
+                methods=["POST"],
+            ),
+            Route(
+                f"{PREFIX}/forwarding/destinations/{{name}}/{{action}}",
+                page(self.destination_action),
+                methods=["POST"],
+            ),
             Route(f"{PREFIX}/static/{{name}}", self.static, methods=["GET"]),
         ]
 
@@ -218,11 +235,7 @@ class ConsoleRoutes:
         status: int = 200,
     ) -> Response:
         base = self._base(request)
-        nav = [
-            (key, label, base + (path or "/"))
-            for key, label, path in NAV
-            if key != "forwarding" or queries.forwarding_module() is not None
-        ]
+        nav = [(key, label, base + (path or "/")) for key, label, path in NAV]
         full = {
             "base": base,
             "nav": nav,
@@ -405,6 +418,7 @@ class ConsoleRoutes:
         state = await queries.queue_state(services.redis, self.settings.queue_name)
         user_counts, users_partial = await self._user_counts(services)
         recent = await queries.recent_actions(services.redis, limit=10)
+        destinations = await queries.forward_destinations(self.settings, services.redis)
         totals = {outcome: 0 for outcome in queries.OUTCOMES}
         for minute in minutes:
             for outcome, count in minute.counts.items():
@@ -418,7 +432,11 @@ class ConsoleRoutes:
             "user_counts": user_counts,
             "users_partial": users_partial,
             "actions": recent,
-            "forwarding": queries.forwarding_module(),
+            "destinations": destinations,
+            "destination_states": {
+                name: sum(1 for d in destinations if d.state == name)
+                for name in ("enabled", "failing", "disabled")
+            },
         }
         return self._render(request, "overview.html", context, operator=operator)
 
@@ -538,6 +556,8 @@ class ConsoleRoutes:
         statuses, statuses_partial = await queries.user_statuses(
             services.redis, client_key, open_id
         )
+        videos = await queries.user_videos(services.redis, client_key, open_id)
+        data_requests = await queries.user_data_requests(services.redis, client_key, open_id)
         target = f"{client_key}:{open_id}"
         user_actions = [
             a for a in await queries.recent_actions(services.redis, 100) if a.target == target
@@ -552,6 +572,9 @@ class ConsoleRoutes:
             "profile_fields": _profile_fields(profile.fields if profile else {}),
             "statuses": statuses,
             "statuses_partial": statuses_partial,
+            "videos": videos,
+            "data_requests": data_requests,
+            "fetched_limit": queries.USER_FETCHED_LIMIT,
             "actions": user_actions,
         }
         return self._render(request, "user.html", context, operator=operator)
@@ -720,17 +743,125 @@ class ConsoleRoutes:
         return self._redirect(request, "/dead-letters")
 
     async def forwarding(self, request: Request, operator: Operator) -> Response:
-        module = queries.forwarding_module()
-        if module is None:
+        services = self.services
+        assert services is not None
+        params = request.query_params
+        names = [d.name for d in self.settings.forward_destinations]
+        destination = _clip(params.get("destination")) or None
+        if destination not in names:
+            destination = None
+        state = _clip(params.get("state")) or None
+        if state not in FORWARD_STATES:
+            state = None
+        destinations = await queries.forward_destinations(self.settings, services.redis)
+        found = await queries.forward_deliveries(
+            self.settings, services.redis, destination=destination, state=state
+        )
+        recent = [
+            a for a in await queries.recent_actions(services.redis, 50) if "forward" in a.what
+        ][:10]
+        context = {
+            "title": "Forwarding",
+            "section": "forwarding",
+            "destinations": destinations,
+            "deliveries": found,
+            "destination": destination or "",
+            "state": state or "",
+            "states": FORWARD_STATES,
+            "page_size": queries.FORWARD_PAGE,
+            "actions": recent,
+        }
+        return self._render(request, "forwarding.html", context, operator=operator)
+
+    async def forward_delivery(self, request: Request, operator: Operator) -> Response:
+        services = self.services
+        assert services is not None
+        found = await queries.forward_delivery(
+            self.settings, services.redis, request.path_params["delivery_id"]
+        )
+        if found is None:
             return self._message(
                 request,
                 404,
-                "Forwarding",
-                "This build has no forwarding: there are no destinations or attempts to show.",
+                "Forward delivery not found",
+                "No forward delivery by that id (it may have expired).",
                 operator,
             )
-        context = {"title": "Forwarding", "section": "forwarding", "module": module}
-        return self._render(request, "forwarding.html", context, operator=operator)
+        context = {
+            "title": f"Forward delivery {found.delivery.id}",
+            "section": "forwarding",
+            "found": found,
+        }
+        return self._render(request, "forward_delivery.html", context, operator=operator)
+
+    async def forward_retry(self, request: Request, operator: Operator) -> Response:
+        services = self.services
+        assert services is not None
+        delivery_id = request.path_params["delivery_id"]
+        found = await queries.forward_delivery(self.settings, services.redis, delivery_id)
+        if found is None:
+            return self._message(
+                request,
+                404,
+                "Forward delivery not found",
+                "No forward delivery by that id (it may have expired).",
+                operator,
+            )
+        path = f"/forwarding/deliveries/{quote(delivery_id, safe='')}"
+        form: dict[str, str] = request.state.form
+        if form.get("confirm") != "yes":
+            d = found.delivery
+            return self._confirm(
+                request,
+                operator,
+                "Send this forward delivery again",
+                "It is sent to its destination again now, with a fresh retry schedule, "
+                "whatever its state (also if it was delivered already).",
+                f"{d.id}: {d.event} to {d.destination}, {d.state}, {d.attempts} attempts",
+                path,
+            )
+        await actions.retry_forward_delivery(
+            services.redis,
+            queries.forward_store(self.settings, services.redis),
+            delivery_id,
+            who=operator.who,
+        )
+        return self._redirect(request, path)
+
+    async def destination_action(self, request: Request, operator: Operator) -> Response:
+        services = self.services
+        assert services is not None
+        name = request.path_params["name"]
+        action = request.path_params["action"]
+        descriptions = {
+            "disable": (
+                "Disable this forward destination",
+                "Nothing more is sent to it: new events for it are held until it is enabled again.",
+            ),
+            "enable": (
+                "Enable this forward destination",
+                "New events are sent to it again. Deliveries held while it was disabled "
+                "stay held: send them with `tiktok-webhooks forward replay --destination "
+                f"{name} --since 0`.",
+            ),
+        }
+        known = any(d.name == name for d in self.settings.forward_destinations)
+        if not known or action not in descriptions:
+            return self._message(
+                request, 404, "Not found", "No such forward destination or action.", operator
+            )
+        form: dict[str, str] = request.state.form
+        if form.get("confirm") != "yes":
+            title, detail = descriptions[action]
+            return self._confirm(request, operator, title, detail, name, "/forwarding")
+        await actions.set_destination_enabled(
+            services.redis,
+            queries.forward_store(self.settings, services.redis),
+            name,
+            enabled=action == "enable",
+            who=operator.who,
+        )
+        return self._redirect(request, "/forwarding")
 
 
 def _letter_filter(params: Any) -> queries.LetterFilter:

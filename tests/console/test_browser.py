@@ -269,6 +269,19 @@ def test_an_operator_session(stack: Stack, browser: Browser, screenshots: Path) 
         expect(page.get_by_role("link", name=re.compile("accepted"))).to_be_visible()
         visit.check("overview")
 
+        # The forward destination `dev` configures, and the deliveries sent to it.
+        page.get_by_role("navigation").get_by_role("link", name="Forwarding").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Forwarding")
+        forwarded = page.get_by_role("row").filter(has_text="video.publish.completed")
+        for _ in range(50):
+            if forwarded.count():
+                break
+            page.wait_for_timeout(200)
+            page.reload()
+        expect(forwarded.first).to_contain_text("succeeded")
+        expect(page.get_by_role("row").filter(has_text="default").first).to_contain_text("enabled")
+        visit.check("forwarding")
+
         # Sign out: the console asks for the token again.
         page.get_by_role("button", name="Sign out").click()
         expect(page).to_have_url(re.compile(r"/console/login$"))
@@ -279,4 +292,4 @@ def test_an_operator_session(stack: Stack, browser: Browser, screenshots: Path) 
         store.close()
     assert outside == []
     assert not [text for text in blocked if "Content Security Policy" in text], blocked
-    assert len(visit.pages) == 9
+    assert len(visit.pages) == 10

@@ -25,7 +25,7 @@ from tests.factories import CLIENT_KEY, delivery
 from tests.oauth.conftest import Tiktok
 from tests.oauth.harness import ADMIN_TOKEN, RECEIVER, running, stored_tokens
 
-PAGES = ("/", "/deliveries", "/users", "/dead-letters")
+PAGES = ("/", "/deliveries", "/users", "/dead-letters", "/forwarding")
 POSTS = (
     "/logout",
     "/dead-letters/replay",
