@@ -29,7 +29,7 @@ import redis
 
 from receiver.testing.redis_server import free_port
 from tests.console.failing_handler import BROKEN_FLAG
-from tests.dev_stack import answers, wait_for
+from tests.dev_stack import answers, connect, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -132,19 +132,6 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def connect(stack: Stack, open_id: str) -> None:
-    """A person's trip through Login Kit, with the sandbox playing TikTok."""
-    with httpx.Client(timeout=10) as client:
-        start = client.get(f"{stack.receiver}/oauth/tiktok/start")
-        assert start.status_code == 302
-        authorize = client.get(
-            start.headers["location"] + f"&sandbox_user={open_id}&sandbox_decision=approve"
-        )
-        assert authorize.status_code == 302
-        callback = client.get(authorize.headers["location"])
-        assert callback.status_code in (200, 302, 303), callback.text
-
-
 class Visit:
     """Takes a screenshot of each page and runs the accessibility check on it."""
 
@@ -163,7 +150,7 @@ class Visit:
 def test_an_operator_session(stack: Stack, browser: Browser, screenshots: Path) -> None:
     store = redis.Redis.from_url(stack.redis_url)
     stack.sandbox_api("POST", "/sandbox/users", json={"open_id": USER, "display_name": "Ines"})
-    connect(stack, USER)
+    connect(stack.receiver, USER)
     context = browser.new_context()
     page = context.new_page()
     blocked: list[str] = []

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from receiver.testing.redis_server import free_port
-from tests.dev_stack import answers, wait_for
+from tests.dev_stack import answers, connect, wait_for
 
 EVENTS = 12
 SCOPES = "user.info.basic,user.info.profile,user.info.stats,video.list,video.upload," + (
@@ -120,19 +120,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             process.wait()
 
 
-def connect(stack: Stack, open_id: str) -> None:
-    """A browser's trip through Login Kit, with the sandbox playing TikTok."""
-    with httpx.Client(timeout=10) as browser:
-        start = browser.get(f"{stack.receiver}/oauth/tiktok/start")
-        assert start.status_code == 302
-        authorize = browser.get(
-            start.headers["location"] + f"&sandbox_user={open_id}&sandbox_decision=approve"
-        )
-        assert authorize.status_code == 302
-        callback = browser.get(authorize.headers["location"])
-        assert callback.status_code in (200, 302, 303), callback.text
-
-
 def test_the_whole_product(stack: Stack) -> None:
     stack.sandbox_api(
         "POST", "/sandbox/users", json={"open_id": "e2e-user", "display_name": "Edda"}
@@ -141,7 +128,7 @@ def test_the_whole_product(stack: Stack) -> None:
     stack.sandbox_api("PUT", "/sandbox/settings", json={"webhooks": {"timeout_seconds": 1}})
 
     # 1. Connect through OAuth; the worker fetches the profile.
-    connect(stack, "e2e-user")
+    connect(stack.receiver, "e2e-user")
 
     def profile() -> dict[str, Any] | None:
         response = stack.internal("/users/e2e-user")
@@ -276,7 +263,7 @@ def test_a_publish_to_its_public_video_and_a_data_request_to_its_archive(stack: 
     open_id = "-000e2eRealShapedOpenIdAbCdEf0123456"  # TikTok's shape: 36 chars, leading '-'
     stack.sandbox_api("POST", "/sandbox/users", json={"open_id": open_id, "display_name": "Ro"})
     stack.sandbox_api("PUT", "/sandbox/settings", json={"publish_step_seconds": 0.5})
-    connect(stack, open_id)
+    connect(stack.receiver, open_id)
 
     # 1. Upload to inbox → the creator posts → the post becomes public.
     publish = stack.sandbox_api("POST", "/sandbox/publishes", json={"open_id": open_id})
