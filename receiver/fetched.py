@@ -18,6 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from receiver import keys
+from receiver.status_store import get_status
 
 RECORD_TTL_SECONDS: Final = 90 * 24 * 3600
 MAX_LISTED: Final = 1000
@@ -138,6 +139,18 @@ async def get_publish_fetch(
 ) -> PublishFetch | None:
     raw = await redis.get(publish_key(client_key, publish_id))
     return None if raw is None else _publish_decoder.decode(raw)
+
+
+async def publish_view(
+    redis: aioredis.Redis, client_key: str, publish_id: str
+) -> dict[str, Any] | None:
+    """What the internal API and `status publish` show of a publish: the status its latest
+    event carried and the latest status fetched from TikTok; None when neither exists."""
+    event = await get_status(redis, "publish", client_key, publish_id)
+    fetch = await get_publish_fetch(redis, client_key, publish_id)
+    if event is None and fetch is None:
+        return None
+    return {"client_key": client_key, "publish_id": publish_id, "event": event, "fetched": fetch}
 
 
 # -- videos ----------------------------------------------------------------------------

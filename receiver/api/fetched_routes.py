@@ -23,7 +23,6 @@ from starlette.routing import Route
 
 from receiver import fetched
 from receiver.apps import AppChoiceError, choose_app
-from receiver.status_store import get_status
 from receiver.tiktok.errors import InvalidGrant, RateLimited, ScopeNotAuthorized, TikTokError
 from receiver.tiktok.portability import CATEGORIES, add_data_request
 from receiver.vault.services import TokenServices
@@ -73,14 +72,12 @@ async def publish(request: Request, services: TokenServices) -> Response:
     client_key = _app(request, services)
     if isinstance(client_key, Response):
         return client_key
-    publish_id = request.path_params["publish_id"]
-    event = await get_status(services.redis, "publish", client_key, publish_id)
-    fetch = await fetched.get_publish_fetch(services.redis, client_key, publish_id)
-    if event is None and fetch is None:
-        return _error(404, "not_found", "nothing recorded for this publish_id")
-    return _json(
-        {"client_key": client_key, "publish_id": publish_id, "event": event, "fetched": fetch}
+    found = await fetched.publish_view(
+        services.redis, client_key, request.path_params["publish_id"]
     )
+    if found is None:
+        return _error(404, "not_found", "nothing recorded for this publish_id")
+    return _json(found)
 
 
 async def videos(request: Request, services: TokenServices) -> Response:

@@ -69,11 +69,7 @@ async def _lookup(redis: aioredis.Redis, kind: str, client_key: str, object_id: 
     from receiver.status_store import get_status
 
     if kind == "publish":
-        event = await get_status(redis, "publish", client_key, object_id)
-        fetch = await fetched.get_publish_fetch(redis, client_key, object_id)
-        if event is None and fetch is None:
-            return None
-        return {"client_key": client_key, "publish_id": object_id, "event": event, "fetched": fetch}
+        return await fetched.publish_view(redis, client_key, object_id)
     if kind == "video":
         return await fetched.get_video(redis, client_key, object_id)
     if kind == "data-request":
