@@ -22,6 +22,7 @@ from handlers.dispatch import NO_EVENT, guarded
 from handlers.errors import RetryLater
 from handlers.ratelimit import RateLimitWaitTooLong
 from handlers.registry import registry
+from handlers.user_calls import MARGIN_SECONDS, app_of
 from receiver import fetched
 from receiver.ingest.events import PortabilityDownloadReady, WebhookEvent
 from receiver.tiktok.errors import (
@@ -36,7 +37,6 @@ from receiver.tiktok.portability import (
     check_data_request,
     download_archive,
 )
-from receiver.vault.vault import TokenNotFound
 
 logger = logging.getLogger("tiktok_webhooks.portability")
 
@@ -108,19 +108,19 @@ async def _download(
     if not directory:
         logger.warning("a data archive is ready but PORTABILITY_DIR is not set")
         return await keep("failed", error="PORTABILITY_DIR is not set")
-    vault = state.vaults.get(client_key)
-    client = state.clients.get(client_key)
-    if vault is None or client is None:
-        raise TokenNotFound(f"app {client_key!r} is not configured in this worker")
+    vault, client = app_of(state, client_key)
     if await vault.get(request.open_id) is None:
         return await keep("failed", error="the user is not connected")
     try:
-        token = await vault.get_valid_access_token(request.open_id, margin_seconds=60)
+        # The token is kept for the download too, so not through with_user_token.
+        token = await vault.get_valid_access_token(request.open_id, margin_seconds=MARGIN_SECONDS)
         try:
             check = await check_data_request(client, token, request_id)
         except AccessTokenInvalid:
             await vault.refresh(request.open_id)
-            token = await vault.get_valid_access_token(request.open_id, margin_seconds=60)
+            token = await vault.get_valid_access_token(
+                request.open_id, margin_seconds=MARGIN_SECONDS
+            )
             check = await check_data_request(client, token, request_id)
         times = {"apply_time": check.apply_time, "collect_time": check.collect_time}
         if check.status in ("expired", "cancelled"):

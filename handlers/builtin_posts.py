@@ -17,6 +17,7 @@ from handlers.deferral import defer
 from handlers.dispatch import NO_EVENT, guarded
 from handlers.ratelimit import RateLimitWaitTooLong
 from handlers.registry import registry
+from handlers.user_calls import app_of, with_user_token
 from receiver import fetched
 from receiver.ingest.events import (
     PostPublishComplete,
@@ -28,17 +29,14 @@ from receiver.ingest.events import (
 )
 from receiver.secrets import Secret
 from receiver.status_store import is_retryable
-from receiver.tiktok.client import TikTokClient
 from receiver.tiktok.errors import (
-    AccessTokenInvalid,
     RateLimited,
     RequestRejected,
     ScopeNotAuthorized,
 )
 from receiver.tiktok.ids import decimal_id
-from receiver.tiktok.posting import PUBLISH_SCOPES, fetch_publish_status
+from receiver.tiktok.posting import PUBLISH_SCOPES, PublishStatus, fetch_publish_status
 from receiver.tiktok.videos import VIDEO_SCOPE, query_videos
-from receiver.vault.vault import TokenNotFound, TokenVault
 
 logger = logging.getLogger("tiktok_webhooks.posts")
 
@@ -119,14 +117,6 @@ async def on_public_event(event: WebhookEvent, ctx: HandlerContext) -> dict[str,
     return {"post_id": post_id, "public": public, "enqueued": job is not None}
 
 
-def _app(state: WorkerState, client_key: str) -> tuple[TokenVault, TikTokClient]:
-    vault = state.vaults.get(client_key)
-    client = state.clients.get(client_key)
-    if vault is None or client is None:
-        raise TokenNotFound(f"app {client_key!r} is not configured in this worker")
-    return vault, client
-
-
 async def fetch_publish_status_job(
     ctx: dict[str, Any], client_key: str, open_id: str, publish_id: str, deferrals: int = 0
 ) -> Any:
@@ -146,7 +136,7 @@ async def _fetch_publish_status(
     state: WorkerState, args: list[str], deferrals: int
 ) -> dict[str, Any]:
     client_key, open_id, publish_id = args
-    vault, client = _app(state, client_key)
+    vault, client = app_of(state, client_key)
 
     async def keep(state_name: str, **fields: Any) -> dict[str, Any]:
         record = fetched.PublishFetch(
@@ -166,15 +156,14 @@ async def _fetch_publish_status(
         return await keep(
             "not_permitted", error="the token has neither video.upload nor video.publish"
         )
-    try:
+
+    async def limited_fetch(token: Secret) -> PublishStatus:
+        # TikTok limits this endpoint per user token: every call takes a slot.
         await state.limiter.acquire_for_token("publish_status", f"{client_key}:{open_id}")
-        token = await vault.get_valid_access_token(open_id, margin_seconds=60)
-        try:
-            answer = await fetch_publish_status(client, token, publish_id)
-        except AccessTokenInvalid:
-            token = await _refreshed(vault, open_id)
-            await state.limiter.acquire_for_token("publish_status", f"{client_key}:{open_id}")
-            answer = await fetch_publish_status(client, token, publish_id)
+        return await fetch_publish_status(client, token, publish_id)
+
+    try:
+        answer = await with_user_token(vault, open_id, limited_fetch)
     except RateLimitWaitTooLong as exc:
         return await defer(
             state, FETCH_PUBLISH_STATUS, args, wait_seconds=exc.wait_seconds,
@@ -206,12 +195,6 @@ async def _fetch_publish_status(
     )
 
 
-async def _refreshed(vault: TokenVault, open_id: str) -> Secret:
-    """TikTok says the token is bad before its expiry: refresh once, try once more."""
-    await vault.refresh(open_id)
-    return await vault.get_valid_access_token(open_id, margin_seconds=60)
-
-
 async def fetch_video_job(
     ctx: dict[str, Any], client_key: str, open_id: str, post_id: str, deferrals: int = 0
 ) -> Any:
@@ -229,7 +212,7 @@ async def fetch_video_job(
 
 async def _fetch_video(state: WorkerState, args: list[str], deferrals: int) -> dict[str, Any]:
     client_key, open_id, post_id = args
-    vault, client = _app(state, client_key)
+    vault, client = app_of(state, client_key)
 
     async def keep(state_name: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
         await fetched.save_video_details(
@@ -243,12 +226,9 @@ async def _fetch_video(state: WorkerState, args: list[str], deferrals: int) -> d
     if VIDEO_SCOPE not in token_record.scopes:
         return await keep("not_permitted")
     try:
-        token = await vault.get_valid_access_token(open_id, margin_seconds=60)
-        try:
-            videos = await query_videos(client, token, [post_id])
-        except AccessTokenInvalid:
-            token = await _refreshed(vault, open_id)
-            videos = await query_videos(client, token, [post_id])
+        videos = await with_user_token(
+            vault, open_id, lambda token: query_videos(client, token, [post_id])
+        )
     except RateLimitWaitTooLong as exc:
         return await defer(
             state, FETCH_VIDEO, args, wait_seconds=exc.wait_seconds,

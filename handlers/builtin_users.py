@@ -8,11 +8,11 @@ from typing import Any
 from handlers.context import HandlerContext, WorkerState
 from handlers.dispatch import NO_EVENT, guarded
 from handlers.registry import registry
+from handlers.user_calls import app_of, with_user_token
 from receiver import keys, users
 from receiver.ingest.events import AuthorizationRemoved, WebhookEvent
 from receiver.ingest.jobs import FETCH_PROFILE
 from receiver.tiktok.client import fields_for_scopes
-from receiver.tiktok.errors import AccessTokenInvalid
 from receiver.vault.vault import TokenNotFound, TokenStatus
 
 logger = logging.getLogger("tiktok_webhooks.users")
@@ -98,22 +98,12 @@ async def fetch_profile(
 
 
 async def _fetch_profile(state: WorkerState, client_key: str, open_id: str) -> dict[str, Any]:
-    vault = state.vaults.get(client_key)
-    client = state.clients.get(client_key)
-    if vault is None or client is None:
-        raise TokenNotFound(f"app {client_key!r} is not configured in this worker")
+    vault, client = app_of(state, client_key)
     record = await vault.get(open_id)
     if record is None:
         raise TokenNotFound("user is not connected")
     fields = fields_for_scopes(record.scopes)
-    token = await vault.get_valid_access_token(open_id, margin_seconds=60)
-    try:
-        user = await client.user_info(token, fields)
-    except AccessTokenInvalid:
-        # TikTok says the token is bad before its expiry: refresh once, try once more.
-        await vault.refresh(open_id)
-        token = await vault.get_valid_access_token(open_id, margin_seconds=60)
-        user = await client.user_info(token, fields)
+    user = await with_user_token(vault, open_id, lambda token: client.user_info(token, fields))
     profile = await users.save_profile(state.redis, client_key, open_id, user)
     if profile is None:
         return {"saved": False, "why": "user disconnected meanwhile"}
