@@ -154,20 +154,21 @@ def run_drain(kind: str, expect: int, config: str | None) -> int:
     try:
         loop.run_until_complete(worker.main())
     finally:
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(f"{profile}.{kind}.{os.getpid()}")
-        # close() runs on_shutdown, where a burst worker waits for its forwarding lanes.
+        # close() runs on_shutdown, where a burst worker waits for its forwarding
+        # dispatchers to send every delivery due.
         loop.run_until_complete(worker.close())
         closed = time.perf_counter()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}.{kind}.{os.getpid()}")
         loop.close()
     first = events.first_start or 0.0
     result = {
         "kind": kind,
         "events": events.count,
         "event_drain_seconds": events.last_end - first,
-        # first event job start -> every delivery done (the lanes drained and stopped)
+        # first event job start -> every delivery done (the dispatchers drained and stopped)
         "forward_seconds": closed - first,
         "jobs_failed": worker.jobs_failed,
         "cpu_seconds": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),

@@ -37,9 +37,8 @@ from handlers.builtin_users import fetch_profile
 from handlers.context import HandlerOutcome, WorkerState
 from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
-from handlers.forwarding.forwarder import Forwarder, forward_delivery, with_forwarding
-from handlers.forwarding.lanes import Lanes
-from handlers.forwarding.store import FORWARD_DELIVERY
+from handlers.forwarding.dispatcher import Dispatchers
+from handlers.forwarding.forwarder import Forwarder, with_forwarding
 from handlers.giveup import DeadLetteringWorker
 from handlers.ratelimit import RateLimiter
 from handlers.registry import ANY, UNKNOWN, HandlerRegistry, registry
@@ -133,7 +132,6 @@ def job_functions() -> list[Function]:
         func(fetch_publish_status_job, name=FETCH_PUBLISH_STATUS),
         func(fetch_video_job, name=FETCH_VIDEO),
         func(download_data_job, name=DOWNLOAD_DATA),
-        func(forward_delivery, name=FORWARD_DELIVERY),
     ]
 
 
@@ -227,7 +225,7 @@ def create_worker(
             "burst": burst,
         },
     )
-    worker.ctx["worker"] = worker  # the forwarding lanes give way to its backlog
+    worker.ctx["worker"] = worker  # the forwarding dispatchers give way to its backlog
     return worker
 
 
@@ -260,18 +258,23 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
     )
     ctx["state"] = state
     ctx["stats_task"] = asyncio.ensure_future(_queue_stats_loop(state))
-    if settings.forward_destinations:
-        lanes = Lanes(state, redis_settings(settings), main=ctx.get("worker"))
-        lanes.start()
-        ctx["forward_lanes"] = lanes
+    if settings.forward_destinations and state.forwarder is not None:
+        dispatchers = Dispatchers(
+            state.forwarder,
+            poll_delay=settings.worker_poll_delay_seconds,
+            main=ctx.get("worker"),
+            main_queue=settings.queue_name,
+        )
+        dispatchers.start()
+        ctx["forward_dispatchers"] = dispatchers
 
 
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
-    lanes: Lanes | None = ctx.get("forward_lanes")
-    if lanes is not None:
+    dispatchers: Dispatchers | None = ctx.get("forward_dispatchers")
+    if dispatchers is not None:
         if ctx.get("burst"):
-            await lanes.drain()
-        await lanes.stop(wait_seconds=ctx["settings"].worker_shutdown_wait_seconds)
+            await dispatchers.drain()
+        await dispatchers.stop(wait_seconds=ctx["settings"].worker_shutdown_wait_seconds)
     task: asyncio.Task[None] | None = ctx.get("stats_task")
     if task is not None:
         task.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -36,9 +37,7 @@ def parse_time(text: str) -> float:
 
 
 def store_for(settings: Settings, redis: Any) -> DeliveryStore:
-    return DeliveryStore(
-        redis, queue_name=settings.queue_name, job_expires_seconds=settings.job_expires_seconds
-    )
+    return DeliveryStore(redis)
 
 
 async def delivery_view(store: DeliveryStore, delivery: str) -> dict[str, Any] | None:
@@ -83,6 +82,15 @@ async def destinations_view(settings: Settings, store: DeliveryStore) -> list[di
             }
         )
     return views
+
+
+async def enable(
+    store: DeliveryStore, destination: str, progress: Callable[[int, int], None] | None = None
+) -> tuple[bool, int]:
+    """Enable `destination` and send its held deliveries now (with a fresh retry
+    schedule each): (whether it was disabled, how many held deliveries were released)."""
+    was_disabled = await store.enable(destination)
+    return was_disabled, await store.release_held(destination, progress)
 
 
 async def replay(

@@ -1,14 +1,13 @@
-"""The forwarding handler and job: one delivery per matching destination, one job per try.
+"""The forwarding handler and one try of one delivery.
 
 `forward_event` runs as a handler after the built-in ones of the same event (it is
 registered last, for every event, only when destinations are configured) and creates
-the deliveries with their first jobs. `forward_delivery` is the arq job of one try: it
-sends, records the attempt, and schedules the next try on FORWARD_RETRY_SCHEDULE (or
-Retry-After, if longer), dead-letters after the last, or holds the delivery when its
-destination is disabled. Delivery jobs run in their destination's own lane
-(handlers/forwarding/lanes.py), `concurrency` at a time, so a slow or dead destination
-never fills the main worker's job slots; a destination at its rate limit has the job
-scheduled again shortly instead of waiting.
+the deliveries, due at once. Each destination's dispatcher (handlers/forwarding/
+dispatcher.py) claims due deliveries and calls `Forwarder.deliver` for each: it sends,
+records the attempt, and makes the delivery due again on FORWARD_RETRY_SCHEDULE (or
+Retry-After, if longer), dead-letters it after the last try, or holds it when its
+destination is disabled. A destination at its rate limit has the delivery due again
+shortly instead of waiting.
 """
 
 from __future__ import annotations
@@ -16,21 +15,17 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
-import httpx
-
-from handlers.dispatch import guarded
 from handlers.forwarding import metrics
 from handlers.forwarding.payload import build_payload
-from handlers.forwarding.sender import Result, send
+from handlers.forwarding.sender import Result, destination_transport, send
 from handlers.forwarding.store import (
-    FORWARD_DELIVERY,
     RESPONSE_KEPT_CHARS,
     Attempt,
+    Claim,
     DeliveryStore,
-    Job,
     delivery_id,
     destination_key,
 )
@@ -59,24 +54,27 @@ STATE_CACHE_SECONDS: Final = 1.0
 
 
 class Forwarder:
-    """Per worker process: the destinations, their HTTP clients and limits, the store."""
+    """Per worker process: the destinations, their connection pools and limits, the store."""
 
     def __init__(self, settings: Settings, redis: ArqRedis) -> None:
         self.settings = settings
-        self.store = DeliveryStore(
-            redis, queue_name=settings.queue_name, job_expires_seconds=settings.job_expires_seconds
-        )
+        self.store = DeliveryStore(redis)
         self.destinations = {d.name: d for d in settings.forward_destinations}
         self._keys = {d.name: d.secret_keys() for d in settings.forward_destinations}
-        self._clients = {d.name: _client(d) for d in settings.forward_destinations}
+        self._transports = {
+            d.name: destination_transport(d.url, concurrency=d.concurrency)
+            for d in settings.forward_destinations
+        }
         self._limiters = {
             d.name: _limiter(redis, d) for d in self.destinations.values() if d.rate_per_second
         }
         self._state: dict[str, tuple[float, bool, bool]] = {}
+        # Set by the dispatchers: tell this process's dispatcher of new due deliveries.
+        self.on_due: Callable[[str], None] | None = None
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        for transport in self._transports.values():
+            await transport.aclose()
 
     # ------------------------------------------------------------------ the handler
 
@@ -115,6 +113,10 @@ class Forwarder:
             ),
             video_key=_video_key_of(event, envelope.client_key),
         )
+        if self.on_due is not None:
+            for (_, name, held), new in zip(items, created, strict=True):
+                if new and not held:
+                    self.on_due(name)
         return {"deliveries": [item[0] for item in items], "created": sum(created)}
 
     async def _flags(self, name: str) -> tuple[bool, bool]:
@@ -131,61 +133,45 @@ class Forwarder:
         self._state[name] = (now + STATE_CACHE_SECONDS, disabled is not None, failing is not None)
         return disabled is not None, failing is not None
 
-    # ------------------------------------------------------------------ the job
+    # ------------------------------------------------------------------ one try
 
-    async def run_job(self, job_id: str, delivery: str) -> dict[str, Any]:
+    async def deliver(self, dest: ForwardDestination, claim: Claim) -> str:
+        """One try of a claimed delivery; returns the delivery's state afterwards."""
         store = self.store
-        if job_id.startswith("replay-"):
-            # The general dead-letter list replayed this job: give it a fresh schedule.
-            return {"requeued": await store.requeue(delivery, only_unfinished=True)}
-        job = await store.load_job(delivery)
-        if job is None:
-            return {"skipped": "no such delivery"}
-        if job.job != job_id or job.state != "pending":
-            return {"skipped": "superseded"}
-        dest = self.destinations.get(job.destination)
-        if dest is None:
-            await store.finish(
-                delivery, job, attempt=None, state="dead",
-                note="destination is no longer configured",
-            )  # fmt: skip
-            return {"state": "dead"}
         disabled, failing = await self._flags(dest.name)
         if disabled:
-            await store.finish(
-                delivery, job, attempt=None, state="held", note="destination disabled"
-            )
-            return {"state": "held"}
+            await store.finish(claim, attempt=None, state="held", note="destination disabled")
+            return "held"
         limiter = self._limiters.get(dest.name)
         if limiter is not None:
             try:
                 await limiter.acquire(f"forward:{dest.name}")
             except RateLimitWaitTooLong as exc:
                 await store.finish(
-                    delivery, job, attempt=None, state="pending", delay=exc.wait_seconds,
+                    claim, attempt=None, state="pending", delay=exc.wait_seconds,
                     note="rate limited",
                 )  # fmt: skip
-                return {"state": "pending", "waiting": "rate"}
+                return "pending"
         result = await send(
-            self._clients[dest.name],
+            self._transports[dest.name],
             dest.url,
             keys=self._keys[dest.name],
-            message_id=delivery,
-            body=job.body,
+            message_id=claim.id,
+            body=claim.body,
             timeout_seconds=dest.timeout_seconds,
         )
         metrics.count_attempt(dest.name, result.outcome, result.latency)
-        return await self._after(delivery, job, dest, result, failing=failing)
+        return await self._after(claim, dest, result, failing=failing)
 
     async def _after(
-        self, delivery: str, job: Job, dest: ForwardDestination, result: Result, *, failing: bool
-    ) -> dict[str, Any]:
+        self, claim: Claim, dest: ForwardDestination, result: Result, *, failing: bool
+    ) -> str:
         store = self.store
         now = time.time()
 
         def attempt(next_at: float | None) -> Attempt:
             return Attempt(
-                number=job.attempts + 1,
+                number=claim.attempts + 1,
                 at=now,
                 outcome=result.outcome,
                 status=result.status,
@@ -196,39 +182,39 @@ class Forwarder:
             )
 
         if result.ok:
-            await store.finish(delivery, job, attempt=attempt(None), state="succeeded")
+            await store.finish(claim, attempt=attempt(None), state="succeeded")
             if failing:
                 await store.note_success(dest.name)
                 self._state.pop(dest.name, None)
-            return {"state": "succeeded", "status": result.status}
+            return "succeeded"
         if result.outcome == "gone":
             if await store.disable(dest.name, "the destination answered 410 Gone"):
                 logger.error("forward destination %s answered 410 Gone: disabled", dest.name)
             self._state.pop(dest.name, None)
             await store.finish(
-                delivery, job, attempt=attempt(None), state="held",
+                claim, attempt=attempt(None), state="held",
                 note="destination answered 410 Gone and was disabled",
             )  # fmt: skip
-            return {"state": "held", "status": result.status}
+            return "held"
         schedule = self.settings.forward_retry_schedule
-        if job.tries < len(schedule):
-            delay = schedule[job.tries] * random.uniform(0.9, 1.1)
+        if claim.tries < len(schedule):
+            delay = schedule[claim.tries] * random.uniform(0.9, 1.1)
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
             await store.finish(
-                delivery, job, attempt=attempt(now + delay), state="pending", delay=delay,
+                claim, attempt=attempt(now + delay), state="pending", delay=delay,
                 note=result.error or "",
             )  # fmt: skip
             state = "pending"
         else:
             await store.finish(
-                delivery, job, attempt=attempt(None), state="dead",
-                note=f"gave up after {job.tries + 1} tries: {result.error}",
+                claim, attempt=attempt(None), state="dead",
+                note=f"gave up after {claim.tries + 1} tries: {result.error}",
             )  # fmt: skip
             metrics.DEAD_LETTERED.labels(dest.name).inc()
             logger.warning(
                 "forward delivery %s to %s dead-lettered after %d tries: %s",
-                delivery, dest.name, job.tries + 1, result.error,
+                claim.id, dest.name, claim.tries + 1, result.error,
             )  # fmt: skip
             state = "dead"
         if await store.note_failure(
@@ -236,7 +222,7 @@ class Forwarder:
         ):
             logger.error("forward destination %s failed for too long: disabled", dest.name)
         self._state.pop(dest.name, None)
-        return {"state": state, "status": result.status, "error": result.error}
+        return state
 
     # ------------------------------------------------------------------ metrics
 
@@ -250,16 +236,6 @@ class Forwarder:
             metrics.DEAD_LETTERS.labels(name).set(counts["dead"])
             metrics.HELD.labels(name).set(counts["held"])
             metrics.DISABLED.labels(name).set(1 if counts["disabled"] else 0)
-
-
-def _client(dest: ForwardDestination) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        follow_redirects=False,
-        timeout=dest.timeout_seconds,
-        limits=httpx.Limits(
-            max_connections=dest.concurrency, max_keepalive_connections=dest.concurrency
-        ),
-    )
 
 
 def _limiter(redis: ArqRedis, dest: ForwardDestination) -> RateLimiter:
@@ -311,16 +287,3 @@ def with_forwarding(registry: HandlerRegistry) -> HandlerRegistry:
     extended = registry.copy()
     extended.on_any(name=HANDLER_NAME)(forward_event)
     return extended
-
-
-async def forward_delivery(ctx: dict[str, Any], delivery: str) -> Any:
-    """The arq job of one try of one delivery."""
-    forwarder: Forwarder = ctx["state"].forwarder
-    job_id = str(ctx.get("job_id") or "")
-    return await guarded(
-        ctx,
-        FORWARD_DELIVERY,
-        "forward",
-        lambda: forwarder.run_job(job_id, delivery),
-        args=[delivery],
-    )

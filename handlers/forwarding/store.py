@@ -1,45 +1,54 @@
 """Deliveries to destinations in Redis: one record per (event, destination), every attempt.
 
 A delivery is created once per TikTok event and matching destination (its id is the
-`webhook-id`, derived from the event's dedupe key and the destination, so a retried job
-creates nothing twice) together with its first arq job, in one script call. A delivery
-is `pending` (a job will send it), `succeeded`, `dead` (the last try failed) or `held`
-(its destination is disabled). Every change of state and the job that follows it are
-written by one script, which first checks that the job reporting is the delivery's
-current one: a replay supersedes a scheduled retry, and the retry then does nothing.
+`webhook-id`, derived from the event's dedupe key and the destination, so an event job
+that runs again creates nothing twice). A delivery is `pending` (waiting for its next
+try), `succeeded`, `dead` (the last try failed) or `held` (its destination is disabled).
+
+Sending is scheduled in Redis, not in arq: each destination has a `due:` sorted set
+(delivery id by the time of its next try) and a `lease:` sorted set (deliveries a worker
+is sending, by the time its lease runs out). A worker's dispatcher for the destination
+(handlers/forwarding/dispatcher.py) claims due deliveries in batches with one script
+call, which moves them to `lease:` and gives each a fresh claim token; the result of a
+try is written by one script that first checks the token, so a replay or a claim after
+a lost worker supersedes the old claim and its late result is ignored. A lease that
+runs out (its worker died mid-send) makes the delivery due again: at least once, with
+the same `webhook-id` for the consumer's dedupe.
 
 Keys (all under `tiktok:fwd:`): `d:<id>` the record (hash), `a:<id>` its attempts (list
 of JSON), `all` every delivery by creation time, and per destination `pending:`,
-`dead:`, `held:` (sorted sets by creation time) and `dest:` (disabled, failing since).
+`dead:`, `held:` (sorted sets by creation time), `due:`, `lease:` (above) and `dest:`
+(disabled, failing since). The claim script reads the records of the ids it claims
+(`d:<id>`, built from the prefix): a single Redis or a sentinel-managed primary, not a
+Redis Cluster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import secrets
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
 
-from receiver.ingest.jobs import encode_job
-from receiver.keys import ARQ_JOB_PREFIX, FORWARD_PREFIX
+from handlers.forwarding.batching import Batcher
+from receiver.keys import FORWARD_PREFIX
 
-FORWARD_DELIVERY: Final = "forward_delivery"  # the arq job function
 State = Literal["pending", "succeeded", "dead", "held"]
 STATES: Final[tuple[State, ...]] = ("pending", "succeeded", "dead", "held")
 ATTEMPTS_KEPT: Final = 50
 SUCCEEDED_KEPT_SECONDS: Final = 7 * 24 * 3600
 RESPONSE_KEPT_CHARS: Final = 1024
+MAX_PER_CALL: Final = 100  # events per create call, results per finish call
 
 ALL_INDEX: Final = FORWARD_PREFIX + "all"
+RECORD_PREFIX: Final = FORWARD_PREFIX + "d:"
 
 
 def record_key(delivery_id: str) -> str:
-    return f"{FORWARD_PREFIX}d:{delivery_id}"
+    return RECORD_PREFIX + delivery_id
 
 
 def attempts_key(delivery_id: str) -> str:
@@ -48,6 +57,14 @@ def attempts_key(delivery_id: str) -> str:
 
 def state_index(state: str, destination: str) -> str:
     return f"{FORWARD_PREFIX}{state}:{destination}"
+
+
+def due_key(destination: str) -> str:
+    return f"{FORWARD_PREFIX}due:{destination}"
+
+
+def lease_key(destination: str) -> str:
+    return f"{FORWARD_PREFIX}lease:{destination}"
 
 
 def destination_key(destination: str) -> str:
@@ -83,25 +100,36 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     note: str = ""
 
 
+class Claim(msgspec.Struct, frozen=True):
+    """A delivery a dispatcher claimed: what one try needs."""
+
+    id: str
+    destination: str
+    token: str  # the claim's token: its result is written only if it is still current
+    body: bytes
+    attempts: int  # every attempt so far
+    tries: int  # attempts since the delivery was (re)queued
+
+
 _attempt_encoder: Final = msgspec.json.Encoder()
 _attempt_decoder: Final = msgspec.json.Decoder(Attempt)
 
 # One call for the events of concurrent jobs (coalesced per event-loop turn): for each
 # event, read what the built-in handlers stored (the status record, the profile) and
-# splice it into the body, then create each destination's delivery and its first job.
+# splice it into the body, then create each destination's delivery, due now.
 # The body built in Python ends with the `data` object and the outer object ("}}"): the
 # stored JSON documents go in just before. Neither holds a numeric id (status records
 # keep ids as text; profiles have none), so no id loses its digits.
 # KEYS[1]: the listing index; then per event: status key, profile key, fetched publish
-# status key, video key ('' for none of each), and per delivery: record, state index, job
-# key, its destination's queue.
-# ARGV[1..4]: index horizon s, now, job ttl ms, score ms; then per event: body, event,
-# client_key, deliveries; and per delivery: id, destination, state, job id, payload, note.
+# status key, video key ('' for none of each), and per delivery: record, state index,
+# the destination's due set.
+# ARGV[1..3]: index horizon s, now s, now ms; then per event: body, event, client_key,
+# deliveries; and per delivery: id, destination, state, note.
 _CREATE: Final = """
 local now = ARGV[2]
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(now) - tonumber(ARGV[1]))
 local out = {}
-local k, a = 2, 5
+local k, a = 2, 4
 while a <= #ARGV do
   local body, event, client, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   a = a + 4
@@ -125,126 +153,189 @@ while a <= #ARGV do
   if extra ~= '' then body = string.sub(body, 1, -3) .. extra .. '}}' end
   k = k + 4
   for _ = 1, n do
-    local rec, index, jobkey, queue = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-    local id, state, job = ARGV[a], ARGV[a + 2], ARGV[a + 3]
+    local rec, index, due = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    local id, state = ARGV[a], ARGV[a + 2]
     if redis.call('EXISTS', rec) == 1 then
       out[#out + 1] = 0
     else
       redis.call('HSET', rec, 'id', id, 'created_at', now, 'destination', ARGV[a + 1],
-        'event', event, 'client_key', client, 'body', body, 'state', state, 'job', job,
-        'jobs', 1, 'attempts', 0, 'base', 0, 'next_at', now, 'note', ARGV[a + 5])
+        'event', event, 'client_key', client, 'body', body, 'state', state, 'job', '',
+        'jobs', 0, 'attempts', 0, 'base', 0, 'next_at', now, 'note', ARGV[a + 3])
       redis.call('ZADD', KEYS[1], now, id)
       redis.call('ZADD', index, now, id)
-      if state == 'pending' then
-        redis.call('SET', jobkey, ARGV[a + 4], 'PX', ARGV[3])
-        redis.call('ZADD', queue, ARGV[4], job)
-      end
+      if state == 'pending' then redis.call('ZADD', due, ARGV[3], id) end
       out[#out + 1] = 1
     end
-    k = k + 4
-    a = a + 6
+    k = k + 3
+    a = a + 4
   end
 end
 return out
 """
-MAX_EVENTS_PER_CREATE: Final = 100
 
-# KEYS: record, attempts, pending, dead, held, next job key, queue.
-# ARGV: current job id, attempt JSON or '', new state, next_at, next job id, next job
-# payload, job ttl ms, score ms, attempts kept, succeeded ttl s, note.
-_FINISH: Final = """
-if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return 0 end
-local id = redis.call('HGET', KEYS[1], 'id')
-local created = redis.call('HGET', KEYS[1], 'created_at')
-if ARGV[2] ~= '' then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[9]), -1)
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+# Claim up to ARGV[3] due deliveries of one destination: each leaves `due:` for
+# `lease:` (until now + lease) with a new token. Leases that ran out first go back to
+# `due:` (their worker is gone). Returns id, token, body, attempts, base per claim.
+# KEYS: due, lease. ARGV: now ms, lease ms, limit, record key prefix.
+_CLAIM: Final = """
+local now = tonumber(ARGV[1])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
+for _, id in ipairs(stale) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], now, id)
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'next_at', ARGV[4], 'note', ARGV[11])
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZREM', KEYS[4], id)
-redis.call('ZREM', KEYS[5], id)
-if ARGV[3] == 'pending' then
-  redis.call('ZADD', KEYS[3], created, id)
-  redis.call('SET', KEYS[6], ARGV[6], 'PX', ARGV[7])
-  redis.call('ZADD', KEYS[7], ARGV[8], ARGV[5])
-  redis.call('HSET', KEYS[1], 'job', ARGV[5])
-  redis.call('HINCRBY', KEYS[1], 'jobs', 1)
-else
-  redis.call('HSET', KEYS[1], 'job', '')
-  if ARGV[3] == 'dead' then redis.call('ZADD', KEYS[4], created, id) end
-  if ARGV[3] == 'held' then redis.call('ZADD', KEYS[5], created, id) end
-  if ARGV[3] == 'succeeded' then
-    redis.call('EXPIRE', KEYS[1], ARGV[10])
-    redis.call('EXPIRE', KEYS[2], ARGV[10])
+local out = {}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local rec = ARGV[4] .. id
+  local f = redis.call('HMGET', rec, 'state', 'body', 'attempts', 'base')
+  if f[1] == 'pending' and f[2] then
+    local token = tostring(redis.call('HINCRBY', rec, 'jobs', 1))
+    redis.call('HSET', rec, 'job', token)
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
+    out[#out + 1] = id
+    out[#out + 1] = token
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[3] or '0'
+    out[#out + 1] = f[4] or '0'
   end
 end
-return 1
+return out
 """
 
-# KEYS: record, attempts, pending, dead, held, job key, queue.
-# ARGV: job id, payload, ttl ms, score ms, '1' to leave succeeded deliveries alone, now.
+# The results of tries (coalesced like creation). Per result:
+# KEYS: record, attempts, pending, dead, held, due, lease.
+# ARGV: token, attempt JSON or '', new state, next_at s, due ms, note; then (last two)
+# attempts kept, succeeded ttl s. Returns 1 per result written, 0 if superseded.
+_FINISH: Final = """
+local kept, ttl = ARGV[#ARGV - 1], ARGV[#ARGV]
+local out = {}
+local k, a = 1, 1
+while a < #ARGV - 1 do
+  local rec = KEYS[k]
+  if redis.call('HGET', rec, 'job') ~= ARGV[a] then
+    out[#out + 1] = 0
+  else
+    local id = redis.call('HGET', rec, 'id')
+    local created = redis.call('HGET', rec, 'created_at')
+    local state = ARGV[a + 2]
+    if ARGV[a + 1] ~= '' then
+      redis.call('RPUSH', KEYS[k + 1], ARGV[a + 1])
+      redis.call('LTRIM', KEYS[k + 1], -tonumber(kept), -1)
+      redis.call('HINCRBY', rec, 'attempts', 1)
+    end
+    redis.call('HSET', rec, 'state', state, 'next_at', ARGV[a + 3], 'note', ARGV[a + 5],
+      'job', '')
+    redis.call('ZREM', KEYS[k + 2], id)
+    redis.call('ZREM', KEYS[k + 3], id)
+    redis.call('ZREM', KEYS[k + 4], id)
+    redis.call('ZREM', KEYS[k + 6], id)
+    if state == 'pending' then
+      redis.call('ZADD', KEYS[k + 2], created, id)
+      redis.call('ZADD', KEYS[k + 5], ARGV[a + 4], id)
+    elseif state == 'dead' then
+      redis.call('ZADD', KEYS[k + 3], created, id)
+    elseif state == 'held' then
+      redis.call('ZADD', KEYS[k + 4], created, id)
+    elseif state == 'succeeded' then
+      redis.call('EXPIRE', rec, ttl)
+      redis.call('EXPIRE', KEYS[k + 1], ttl)
+    end
+    out[#out + 1] = 1
+  end
+  k = k + 7
+  a = a + 6
+end
+return out
+"""
+
+# Send a delivery again now with a fresh retry schedule (replay, retry, enable): any
+# claim in flight is superseded.
+# KEYS: record, attempts, pending, dead, held, due, lease.
+# ARGV: '1' to leave succeeded deliveries alone, now s, now ms.
 _REQUEUE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[5] == '1' and redis.call('HGET', KEYS[1], 'state') == 'succeeded' then return 0 end
+if ARGV[1] == '1' and redis.call('HGET', KEYS[1], 'state') == 'succeeded' then return 0 end
 local id = redis.call('HGET', KEYS[1], 'id')
 local created = redis.call('HGET', KEYS[1], 'created_at')
 redis.call('ZREM', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
+redis.call('ZREM', KEYS[7], id)
 redis.call('ZADD', KEYS[3], created, id)
-redis.call('HSET', KEYS[1], 'state', 'pending', 'job', ARGV[1], 'next_at', ARGV[6], 'note', '',
+redis.call('ZADD', KEYS[6], ARGV[3], id)
+redis.call('HSET', KEYS[1], 'state', 'pending', 'job', '', 'next_at', ARGV[2], 'note', '',
   'base', redis.call('HGET', KEYS[1], 'attempts'))
-redis.call('HINCRBY', KEYS[1], 'jobs', 1)
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
-redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1])
 return 1
 """
 
 
-class Job(msgspec.Struct, frozen=True):
-    """What a running job needs of its delivery (one read)."""
-
-    job: str
-    state: str
-    destination: str
-    body: bytes
-    jobs: int
-    attempts: int  # every attempt so far
-    tries: int  # attempts since the delivery was (re)queued
+# Make up to ARGV[3] held deliveries of a destination due now (after it is enabled);
+# an index entry whose record expired is dropped. Returns how many were released.
+# KEYS: held, pending, due. ARGV: now s, now ms, limit, record key prefix.
+_RELEASE: Final = """
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+local released = 0
+for i = 1, #ids, 2 do
+  local id, created = ids[i], ids[i + 1]
+  redis.call('ZREM', KEYS[1], id)
+  local rec = ARGV[4] .. id
+  if redis.call('HGET', rec, 'state') == 'held' then
+    redis.call('HSET', rec, 'state', 'pending', 'job', '', 'next_at', ARGV[1], 'note', '',
+      'base', redis.call('HGET', rec, 'attempts'))
+    redis.call('ZADD', KEYS[2], created, id)
+    redis.call('ZADD', KEYS[3], ARGV[2], id)
+    released = released + 1
+  end
+end
+return {released, redis.call('ZCARD', KEYS[1])}
+"""
+RELEASE_PER_CALL: Final = 500
 
 
 def _text(value: bytes | None) -> str:
     return value.decode() if value is not None else ""
 
 
+def _keys_of(delivery: str, destination: str) -> list[str]:
+    """The keys a state change of `delivery` touches (finish, requeue)."""
+    return [
+        record_key(delivery),
+        attempts_key(delivery),
+        state_index("pending", destination),
+        state_index("dead", destination),
+        state_index("held", destination),
+        due_key(destination),
+        lease_key(destination),
+    ]
+
+
+class _NewEvent(msgspec.Struct, frozen=True):
+    keys: list[str]
+    args: list[Any]
+    count: int
+
+
 class DeliveryStore:
-    def __init__(self, redis: aioredis.Redis, *, queue_name: str, job_expires_seconds: int):
+    def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._queue_prefix = queue_name + ":forward:"
-        self._job_ttl_ms = job_expires_seconds * 1000
-        self._create = redis.register_script(_CREATE)
-        self._pending_creates: list[tuple[list[str], list[Any], asyncio.Future[list[bool]]]] = []
-        self._create_scheduled = False
-        self._create_tasks: set[asyncio.Task[None]] = set()
-        self._finish = redis.register_script(_FINISH)
-        self._requeue = redis.register_script(_REQUEUE)
+        self._create_script = redis.register_script(_CREATE)
+        self._claim_script = redis.register_script(_CLAIM)
+        self._finish_script = redis.register_script(_FINISH)
+        self._requeue_script = redis.register_script(_REQUEUE)
+        self._release_script = redis.register_script(_RELEASE)
+        self._creates: Batcher[_NewEvent, list[bool]] = Batcher(
+            self._create_batch, max_batch=MAX_PER_CALL
+        )
+        self._finishes: Batcher[tuple[list[str], list[Any]], bool] = Batcher(
+            self._finish_batch, max_batch=MAX_PER_CALL
+        )
 
     @property
     def redis(self) -> aioredis.Redis:
         return self._redis
-
-    def queue_of(self, destination: str) -> str:
-        """The arq queue of a destination's delivery jobs (its own worker lane)."""
-        return self._queue_prefix + destination
-
-    def _job(self, job_id: str, delivery: str, delay: float) -> tuple[bytes, int, int]:
-        now_ms = int(time.time() * 1000)
-        payload = encode_job(FORWARD_DELIVERY, [delivery], {}, enqueue_time_ms=now_ms)
-        delay_ms = int(delay * 1000)
-        return payload, self._job_ttl_ms + delay_ms, now_ms + delay_ms
 
     async def create(
         self,
@@ -258,146 +349,106 @@ class DeliveryStore:
         publish_key: str = "",
         video_key: str = "",
     ) -> list[bool]:
-        """Create deliveries `(id, destination, held)` of one event with their first jobs;
-        True for each that is new. `body` gets the stored status record, profile, fetched
-        publish status and video details (keys of those, or '') spliced in. Returns once
-        Redis confirmed the write; the events of jobs running together share one script
-        call."""
+        """Create deliveries `(id, destination, held)` of one event, due now; True for
+        each that is new. `body` gets the stored status record, profile, fetched publish
+        status and video details (keys of those, or '') spliced in. Returns once Redis
+        confirmed the write; the events of jobs running together share one script call."""
         if not items:
             return []
         keys: list[str] = [status_key, profile_key, publish_key, video_key]
         args: list[Any] = [body, event, client_key, len(items)]
         for delivery, destination, held in items:
-            job_id = f"fwd:{delivery}:1"
             state = "held" if held else "pending"
-            keys += [
-                record_key(delivery),
-                state_index(state, destination),
-                ARQ_JOB_PREFIX + job_id,
-                self.queue_of(destination),
-            ]
-            payload = encode_job(
-                FORWARD_DELIVERY, [delivery], {}, enqueue_time_ms=int(time.time() * 1000)
-            )
-            args += [delivery, destination, state, "" if held else job_id, payload,
-                     "destination disabled" if held else ""]  # fmt: skip
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[bool]] = loop.create_future()
-        self._pending_creates.append((keys, args, future))
-        if not self._create_scheduled:
-            self._create_scheduled = True
-            loop.call_soon(self._start_creates)
-        return await future
+            keys += [record_key(delivery), state_index(state, destination), due_key(destination)]
+            args += [delivery, destination, state, "destination disabled" if held else ""]
+        return await self._creates.submit(_NewEvent(keys, args, len(items)))
 
-    def _start_creates(self) -> None:
-        self._create_scheduled = False
-        batch, self._pending_creates = self._pending_creates, []
-        for start in range(0, len(batch), MAX_EVENTS_PER_CREATE):
-            task = asyncio.ensure_future(
-                self._create_batch(batch[start : start + MAX_EVENTS_PER_CREATE])
-            )
-            self._create_tasks.add(task)
-            task.add_done_callback(self._create_tasks.discard)
-
-    async def _create_batch(
-        self, batch: list[tuple[list[str], list[Any], asyncio.Future[list[bool]]]]
-    ) -> None:
-        now_ms = int(time.time() * 1000)
+    async def _create_batch(self, batch: Sequence[_NewEvent]) -> list[list[bool]]:
+        now = time.time()
         keys: list[str] = [ALL_INDEX]
-        args: list[Any] = [SUCCEEDED_KEPT_SECONDS, now_ms / 1000, self._job_ttl_ms, now_ms]
-        for group_keys, group_args, _ in batch:
-            keys += group_keys
-            args += group_args
-        try:
-            results = [bool(r) for r in await self._create(keys=keys, args=args)]
-        except asyncio.CancelledError:
-            for _, _, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        offset = 0
-        for _, group_args, future in batch:
-            count = int(group_args[3])
-            if not future.done():
-                future.set_result(results[offset : offset + count])
-            offset += count
+        args: list[Any] = [SUCCEEDED_KEPT_SECONDS, now, int(now * 1000)]
+        for new in batch:
+            keys += new.keys
+            args += new.args
+        results = [bool(r) for r in await self._create_script(keys=keys, args=args)]
+        out, offset = [], 0
+        for new in batch:
+            out.append(results[offset : offset + new.count])
+            offset += new.count
+        return out
 
-    async def load_job(self, delivery: str) -> Job | None:
-        raw = await cast(
-            Awaitable[list[bytes | None]],
-            self._redis.hmget(
-                record_key(delivery), ["job", "state", "destination", "body", "jobs", "attempts",
-                                       "base"]
-            ),
-        )  # fmt: skip
-        job, state, destination, body, jobs, attempts, base = raw
-        if state is None or body is None:
-            return None
-        return Job(
-            job=_text(job),
-            state=_text(state),
-            destination=_text(destination),
-            body=body,
-            jobs=int(jobs or 0),
-            attempts=int(attempts or 0),
-            tries=int(attempts or 0) - int(base or 0),
+    async def claim(self, destination: str, *, limit: int, lease_seconds: float) -> list[Claim]:
+        """Up to `limit` due deliveries of `destination`, leased for `lease_seconds`."""
+        raw = await self._claim_script(
+            keys=[due_key(destination), lease_key(destination)],
+            args=[int(time.time() * 1000), int(lease_seconds * 1000), limit, RECORD_PREFIX],
         )
+        claims = []
+        for i in range(0, len(raw), 5):
+            attempts = int(raw[i + 3] or 0)
+            claims.append(
+                Claim(
+                    id=_text(raw[i]),
+                    destination=destination,
+                    token=_text(raw[i + 1]),
+                    body=raw[i + 2],
+                    attempts=attempts,
+                    tries=attempts - int(raw[i + 4] or 0),
+                )
+            )
+        return claims
 
     async def finish(
         self,
-        delivery: str,
-        job: Job,
+        claim: Claim,
         *,
         attempt: Attempt | None,
         state: State,
         delay: float = 0.0,
         note: str = "",
     ) -> bool:
-        """Record an attempt (if any) and the next state; for `pending`, schedule the next
-        job `delay` seconds from now. False when another job has taken over."""
-        next_job = f"fwd:{delivery}:{job.jobs + 1}"
-        payload, ttl, score = self._job(next_job, delivery, delay)
-        next_at = time.time() + delay if state == "pending" else ""
-        written = await self._finish(
-            keys=[
-                record_key(delivery),
-                attempts_key(delivery),
-                state_index("pending", job.destination),
-                state_index("dead", job.destination),
-                state_index("held", job.destination),
-                ARQ_JOB_PREFIX + next_job,
-                self.queue_of(job.destination),
-            ],
-            args=[job.job, b"" if attempt is None else _attempt_encoder.encode(attempt), state,
-                  next_at, next_job, payload, ttl, score, ATTEMPTS_KEPT, SUCCEEDED_KEPT_SECONDS,
-                  note],
-        )  # fmt: skip
-        return bool(written)
+        """Record an attempt (if any) and the next state; `pending` makes the delivery due
+        `delay` seconds from now. False when the claim was superseded. Results that
+        finish together share one script call."""
+        now = time.time()
+        args = [
+            claim.token,
+            b"" if attempt is None else _attempt_encoder.encode(attempt),
+            state,
+            now + delay if state == "pending" else "",
+            int((now + delay) * 1000),
+            note,
+        ]
+        return await self._finishes.submit((_keys_of(claim.id, claim.destination), args))
+
+    async def _finish_batch(self, batch: Sequence[tuple[list[str], list[Any]]]) -> list[bool]:
+        keys: list[str] = []
+        args: list[Any] = []
+        for item_keys, item_args in batch:
+            keys += item_keys
+            args += item_args
+        args += [ATTEMPTS_KEPT, SUCCEEDED_KEPT_SECONDS]
+        return [bool(r) for r in await self._finish_script(keys=keys, args=args)]
 
     async def requeue(self, delivery: str, *, only_unfinished: bool) -> bool:
         """Send a delivery again now, with a fresh retry schedule (replay, retry)."""
         destination = _text(await self._redis.hget(record_key(delivery), "destination"))  # type: ignore[misc]
         if not destination:
             return False
-        job_id = f"fwd:{delivery}:r{secrets.token_hex(4)}"
-        payload, ttl, score = self._job(job_id, delivery, 0.0)
-        written = await self._requeue(
-            keys=[
-                record_key(delivery),
-                attempts_key(delivery),
-                state_index("pending", destination),
-                state_index("dead", destination),
-                state_index("held", destination),
-                ARQ_JOB_PREFIX + job_id,
-                self.queue_of(destination),
-            ],
-            args=[job_id, payload, ttl, score, "1" if only_unfinished else "0", time.time()],
+        now = time.time()
+        written = await self._requeue_script(
+            keys=_keys_of(delivery, destination),
+            args=["1" if only_unfinished else "0", now, int(now * 1000)],
         )
         return bool(written)
+
+    async def due_soon(self, destination: str, *, within_seconds: float) -> int:
+        """Deliveries of `destination` being sent or due within `within_seconds`."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(due_key(destination), "-inf", (time.time() + within_seconds) * 1000)
+            pipe.zcard(lease_key(destination))
+            due, leased = await pipe.execute()
+        return int(due) + int(leased)
 
     # ------------------------------------------------------------------ reading
 
@@ -508,6 +559,28 @@ class DeliveryStore:
             ),
         )
         return removed > 0
+
+    async def release_held(
+        self, destination: str, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Make every held delivery of `destination` due now (after `enable`); returns
+        how many. `progress(released so far, still held)` is called after each batch."""
+        released = 0
+        while True:
+            now = time.time()
+            moved, left = await self._release_script(
+                keys=[
+                    state_index("held", destination),
+                    state_index("pending", destination),
+                    due_key(destination),
+                ],
+                args=[now, int(now * 1000), RELEASE_PER_CALL, RECORD_PREFIX],
+            )
+            released += int(moved)
+            if progress is not None:
+                progress(released, int(left))
+            if not int(left):
+                return released
 
     async def note_failure(self, destination: str, *, disable_after: float) -> bool:
         """Remember when the destination started failing; True if it has failed for longer

@@ -178,6 +178,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
+    from handlers.forwarding.admin import enable
+
     async def action(settings: Settings, store: DeliveryStore) -> int:
         if not _known(settings, args.name):
             return 2
@@ -185,14 +187,16 @@ def cmd_enable(args: argparse.Namespace) -> int:
             await store.disable(args.name, "disabled by hand")
             print(f"{args.name}: disabled; new events are held until `forward enable`")
             return 0
-        enabled = await store.enable(args.name)
         held = (await store.counts(args.name))["held"]
+
+        def progress(released: int, left: int) -> None:
+            if left:  # only a long release reports as it goes
+                print(f"  released {released:,} held deliveries, {left:,} to go", flush=True)
+
+        enabled, released = await enable(store, args.name, progress if held > 5000 else None)
         print(f"{args.name}: {'enabled' if enabled else 'was not disabled'}")
-        if held:
-            print(
-                f"{held} held deliveries: send them with "
-                f"`tiktok-webhooks forward replay --destination {args.name} --since 0`"
-            )
+        if released:
+            print(f"{released:,} held deliveries are sent now")
         return 0
 
     return _with_store(args, action)

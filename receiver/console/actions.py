@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
 from handlers.deadletter import DeadLetterStore
+from handlers.forwarding import admin as forward_admin
 from handlers.forwarding.store import DeliveryStore
 from receiver import keys
 from receiver.console.queries import ActionRecord, LetterFilter, dead_letters
@@ -136,14 +137,12 @@ async def set_destination_enabled(
 ) -> ActionRecord:
     """Enable or disable a forward destination (as `tiktok-webhooks forward enable|disable`).
 
-    Disabled, new events for it are held; enabling does not send the held ones (a replay
-    does)."""
+    Disabled, new events for it are held; enabling sends the held ones now."""
     if enabled:
-        changed = await store.enable(destination)
-        held = (await store.counts(destination))["held"]
+        changed, released = await forward_admin.enable(store, destination)
         result = "enabled" if changed else "was not disabled"
-        if held:
-            result += f"; {held} held deliveries wait for `forward replay`"
+        if released:
+            result += f"; {released} held deliveries are sent now"
     else:
         changed = await store.disable(destination, "disabled by hand")
         result = "disabled; new events are held" if changed else "was already disabled"

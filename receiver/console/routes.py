@@ -840,9 +840,8 @@ class ConsoleRoutes:
             ),
             "enable": (
                 "Enable this forward destination",
-                "New events are sent to it again. Deliveries held while it was disabled "
-                "stay held: send them with `tiktok-webhooks forward replay --destination "
-                f"{name} --since 0`.",
+                "New events are sent to it again, and the deliveries held while it was "
+                "disabled are sent now, each with a fresh retry schedule.",
             ),
         }
         known = any(d.name == name for d in self.settings.forward_destinations)

@@ -89,10 +89,23 @@ async def test_list_show_replay_retry_enable(redis_url: str) -> None:
         )
         retried = forward("retry", message_id, env=env)
         assert retried.stdout.strip() == f"{message_id}: sending again now"
+        await drain(settings)
+        assert len(consumer.received) == 4  # two 500s, the replay, the retry
 
         assert forward("disable", "default", env=env).returncode == 0
+        # An event for a disabled destination is held, not sent...
+        await deliver(settings, [delivery("tiktok.ping", {"reason": "while disabled"})])
+        await drain(settings)
+        assert len(consumer.handled) == 1
+        held = forward("list", "--state", "held", env=env).stdout.split()[0]
+        # ...and enabling sends it.
         enabled = forward("enable", "default", env=env)
         assert enabled.stdout.startswith("default: enabled")
+        assert "1 held deliveries are sent now" in enabled.stdout
+        await drain(settings)
+        assert list(consumer.handled) == [message_id, held]
+        again = forward("enable", "default", env=env)
+        assert again.stdout.strip() == "default: was not disabled"
 
 
 @pytest.mark.parametrize(

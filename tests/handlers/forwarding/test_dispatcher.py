@@ -1,5 +1,5 @@
-"""A destination that hangs holds only its own lane: another destination and the
-built-in handlers go on."""
+"""The dispatchers: a destination that hangs holds back nothing else; claims are
+exclusive, leases of dead workers run out, replays supersede claims in flight."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+from handlers.forwarding.store import DeliveryStore
 from handlers.worker import create_worker
 from receiver.settings import Settings, load_settings
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery
 from tests.handlers.forwarding.consumer import Consumer, running
-from tests.handlers.forwarding.support import SECRET
-from tests.worker_support import TEST_ENCRYPTION_KEY, deliver
+from tests.handlers.forwarding.support import SECRET, forward_settings
+from tests.worker_support import TEST_ENCRYPTION_KEY, deliver, drain
 
 EVENTS = 6
 
@@ -90,3 +91,76 @@ secrets = ["{SECRET}"]
             gate.set()
     assert healthy.handled_twice == []
     assert hanging.handled_twice == []
+
+
+async def test_a_claim_whose_worker_died_is_sent_again_and_its_late_result_ignored(
+    redis_url: str, redis_client: object
+) -> None:
+    consumer = Consumer(SECRET)
+    with running(consumer) as url:
+        settings = forward_settings(redis_url, url)
+        store = DeliveryStore(redis_client)  # type: ignore[arg-type]
+        delivery_id = "msg_lost"
+        body = b'{"type":"tiktok.ping","timestamp":"2026-12-02T00:00:00Z","data":{}}'
+        assert await store.create(
+            [(delivery_id, "default", False)], body=body, event="tiktok.ping", client_key="c"
+        )
+        # Another worker claims it, then dies mid-send: its lease (short here) runs out.
+        [lost] = await store.claim("default", limit=10, lease_seconds=0.05)
+        assert lost.id == delivery_id
+        assert await store.claim("default", limit=10, lease_seconds=60) == []  # exclusive
+        await asyncio.sleep(0.1)
+        await drain(settings)
+        assert list(consumer.handled) == [delivery_id]
+        # The dead worker's result, arriving late, changes nothing.
+        assert not await store.finish(lost, attempt=None, state="dead", note="late")
+        record = await store.get(delivery_id)
+        assert record is not None
+        assert (record.state, record.attempts) == ("succeeded", 1)
+
+
+async def test_a_replay_supersedes_a_claim_in_flight(redis_client: object) -> None:
+    store = DeliveryStore(redis_client)  # type: ignore[arg-type]
+    body = b'{"type":"tiktok.ping","data":{}}'
+    assert await store.create([("msg_1", "default", False)], body=body, event="e", client_key="c")
+    [claim] = await store.claim("default", limit=5, lease_seconds=60)
+    assert (claim.body, claim.tries) == (body, 0)
+    assert await store.requeue("msg_1", only_unfinished=True)
+    assert not await store.finish(claim, attempt=None, state="dead")
+    [again] = await store.claim("default", limit=5, lease_seconds=60)
+    assert again.token != claim.token
+    assert await store.finish(again, attempt=None, state="pending", delay=30)
+    assert await store.claim("default", limit=5, lease_seconds=60) == []  # due in 30 s
+    record = await store.get("msg_1")
+    assert record is not None
+    assert record.state == "pending"
+    assert record.next_attempt_at is not None
+
+
+async def test_two_workers_share_a_destination_and_send_each_event_once(
+    redis_url: str,
+) -> None:
+    consumer = Consumer(SECRET)
+    with running(consumer) as url:
+        settings = forward_settings(redis_url, url)
+        await deliver(settings, [delivery("tiktok.ping", {"reason": f"r{n}"}) for n in range(40)])
+        async with worker_running(settings), worker_running(settings):
+            await wait_for("every event", lambda: len(consumer.handled) == 40)
+            await asyncio.sleep(0.2)  # time for a duplicate to show
+    assert len(consumer.received) == 40
+    assert consumer.handled_twice == []
+
+
+async def test_releasing_held_deliveries_skips_records_gone_meanwhile(
+    redis_client: object,
+) -> None:
+    store = DeliveryStore(redis_client)  # type: ignore[arg-type]
+    items = [(f"msg_{n}", "default", True) for n in range(3)]
+    assert await store.create(items, body=b"{}", event="e", client_key="c") == [True] * 3
+    await redis_client.delete("tiktok:fwd:d:msg_1")  # type: ignore[attr-defined]
+    seen: list[tuple[int, int]] = []
+    assert await store.release_held("default", lambda done, left: seen.append((done, left))) == 2
+    assert seen == [(2, 0)]
+    assert (await store.counts("default"))["held"] == 0
+    claimed = await store.claim("default", limit=10, lease_seconds=60)
+    assert sorted(c.id for c in claimed) == ["msg_0", "msg_2"]

@@ -11,6 +11,7 @@ import svix.webhooks
 from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
+from handlers.forwarding.admin import enable
 from handlers.forwarding.store import DeliveryStore, delivery_id
 from receiver import fetched
 from receiver.forward_config import generate_secret
@@ -29,8 +30,6 @@ PUBLIC = {"publish_id": "v_pub_url~v2.7", "post_id": BIG_POST_ID, "publish_type"
 async def records(settings: Settings, redis_client: object) -> DeliveryStore:
     return DeliveryStore(
         redis_client,  # type: ignore[arg-type]
-        queue_name=settings.queue_name,
-        job_expires_seconds=settings.job_expires_seconds,
     )
 
 
@@ -260,11 +259,11 @@ async def test_410_gone_disables_the_destination_and_holds_deliveries(
         held = await store.ids_between(0, 2e9, destination="default", unfinished=True)
         assert len(held) == 2
         assert {(await store.get(i)).state for i in held} == {"held"}  # type: ignore[union-attr]
-        assert await store.enable("default")
-        for message_id in held:
-            assert await store.requeue(message_id, only_unfinished=True)
+        assert await enable(store, "default") == (True, 2)
+        assert (await store.counts("default"))["held"] == 0
         await drain(settings)
     assert set(consumer.handled) == set(held)
+    assert {(await store.get(i)).state for i in held} == {"succeeded"}  # type: ignore[union-attr]
 
 
 async def test_a_destination_failing_too_long_is_disabled(

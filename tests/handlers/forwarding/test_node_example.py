@@ -95,8 +95,6 @@ async def test_the_node_example_verifies_forwarded_events(
     await drain(settings)
     store = DeliveryStore(
         redis_client,  # type: ignore[arg-type]
-        queue_name=settings.queue_name,
-        job_expires_seconds=settings.job_expires_seconds,
     )
     [row] = await store.recent(limit=10)
     assert row.state == "succeeded"

@@ -1,0 +1,61 @@
+"""Calls made in the same event-loop turn, sent to Redis as one script call.
+
+Forwarding writes to Redis from many concurrent tasks (event jobs creating deliveries,
+sends finishing). Each call queues its item and waits; once per loop turn the queued
+items go out together, at most `max_batch` per call, and every caller gets its own
+result back (or the call's exception). Callers return only once Redis confirmed the
+write, exactly as if each had made its own call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Out = TypeVar("Out")
+
+
+class Batcher(Generic[Item, Out]):
+    def __init__(
+        self, run: Callable[[Sequence[Item]], Awaitable[Sequence[Out]]], *, max_batch: int
+    ) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._queued: list[tuple[Item, asyncio.Future[Out]]] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> Out:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Out] = loop.create_future()
+        self._queued.append((item, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        queued, self._queued = self._queued, []
+        for start in range(0, len(queued), self._max_batch):
+            task = asyncio.ensure_future(self._send(queued[start : start + self._max_batch]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[Item, asyncio.Future[Out]]]) -> None:
+        try:
+            results = await self._run([item for item, _ in batch])
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

@@ -1,0 +1,213 @@
+"""Each destination's dispatcher: claims its due deliveries in batches and sends them.
+
+Every worker process runs one dispatcher per configured destination, next to arq's
+worker. A dispatcher keeps at most the destination's `concurrency` sends in flight: it
+claims as many due deliveries as it has free slots with one script call
+(`DeliveryStore.claim`), sends each in a task of its own and claims again when a send
+finishes, when this process created a delivery for it, or every poll interval (for
+deliveries made due by another process: a retry, a replay, another worker's event).
+Several workers' dispatchers share a destination safely: a claim is exclusive, and
+`concurrency` holds per worker process.
+
+A slow or dead destination therefore holds only its own dispatcher's slots: the
+built-in handlers and the other destinations never wait for it. The built-in handlers
+go first: while the main queue has ready jobs that the main worker has not started yet
+(a backlog), dispatchers claim nothing new; they carry on as soon as the main worker
+keeps up. Under a sustained backlog forwarding waits (the TikTokForwardBacklog alert
+says so) rather than slowing the built-in handlers.
+
+A burst-mode worker (tests, `worker --burst`) waits, before it stops them, for the
+deliveries due within BURST_HORIZON_SECONDS; later retries are left for the next worker.
+A send cut short at shutdown is not lost: its lease runs out and another claim sends it
+again, with the same `webhook-id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Final
+
+from handlers.forwarding.store import Claim
+from receiver.forward_config import ForwardDestination
+
+if TYPE_CHECKING:
+    from arq.worker import Worker
+
+    from handlers.forwarding.forwarder import Forwarder
+
+logger = logging.getLogger("tiktok_webhooks.forward")
+
+BURST_HORIZON_SECONDS: Final = 60.0
+# A claim's lease: the send's timeout, the rate limiter's longest wait, and a margin.
+# Only a worker that died mid-send lets a lease run out.
+LEASE_MARGIN_SECONDS: Final = 30.0
+RATE_WAIT_SECONDS: Final = 2.0
+REDIS_PAUSE_SECONDS: Final = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        dest: ForwardDestination,
+        *,
+        poll_delay: float,
+        main: Worker | None,
+        main_queue: str,
+    ) -> None:
+        self._forwarder = forwarder
+        self._dest = dest
+        self._poll_delay = poll_delay
+        self._main = main
+        self._main_queue = main_queue
+        self._lease_seconds = dest.timeout_seconds + RATE_WAIT_SECONDS + LEASE_MARGIN_SECONDS
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._backlog = False
+        self._backlog_checked = float("-inf")
+        self._redis_failing = False
+
+    @property
+    def name(self) -> str:
+        return self._dest.name
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        concurrency = self._dest.concurrency
+        # With sends in flight, claim once half the slots are free: one claim for
+        # several deliveries instead of one per finished send.
+        batch = max(1, concurrency // 2)
+        while not self._stopping:
+            self._wake.clear()
+            free = concurrency - len(self._inflight)
+            if (free >= batch or free == concurrency) and not await self._main_has_backlog():
+                try:
+                    claims = await self._forwarder.store.claim(
+                        self.name, limit=free, lease_seconds=self._lease_seconds
+                    )
+                except Exception as exc:  # Redis unreachable: claim again after a pause
+                    if not self._redis_failing:
+                        logger.warning(
+                            "forward dispatcher %s cannot claim deliveries: %s",
+                            self.name, type(exc).__name__,
+                        )  # fmt: skip
+                    self._redis_failing = True
+                    await asyncio.sleep(max(self._poll_delay, REDIS_PAUSE_SECONDS))
+                    continue
+                self._redis_failing = False
+                for claim in claims:
+                    task = asyncio.ensure_future(self._send(claim))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+            timer = loop.call_later(self._poll_delay, self._wake.set)
+            await self._wake.wait()
+            timer.cancel()
+
+    async def _send(self, claim: Claim) -> None:
+        try:
+            await self._forwarder.deliver(self._dest, claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis lost mid-try: the lease runs out, it is sent again
+            logger.warning(
+                "forward delivery %s to %s not recorded (%s): it is sent again when its "
+                "claim runs out",
+                claim.id, self.name, type(exc).__name__,
+            )  # fmt: skip
+        finally:
+            self._wake.set()
+
+    async def _main_has_backlog(self) -> bool:
+        """True while the main queue has ready jobs the main worker has not started
+        (read from Redis at most once per poll interval)."""
+        if self._main is None:
+            return False
+        now = time.monotonic()
+        if now - self._backlog_checked >= self._poll_delay:
+            self._backlog_checked = now
+            try:
+                ready = int(
+                    await self._forwarder.store.redis.zcount(
+                        self._main_queue, "-inf", time.time() * 1000
+                    )
+                )
+            except Exception:  # the claim that follows reports Redis trouble
+                ready = 0
+            self._backlog = ready > self._main.job_counter
+        return self._backlog
+
+    async def idle(self) -> bool:
+        """Nothing in flight here, and nothing of this destination due within the burst
+        horizon or being sent by anyone."""
+        if self._inflight:
+            return False
+        due = await self._forwarder.store.due_soon(self.name, within_seconds=BURST_HORIZON_SECONDS)
+        return due == 0
+
+    async def stop(self, *, wait_seconds: float) -> None:
+        """Let sends in flight finish (up to `wait_seconds`), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=wait_seconds)
+        tasks = [*self._inflight, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class Dispatchers:
+    """The dispatchers of one worker process, one per configured destination."""
+
+    def __init__(self, forwarder: Forwarder, *, poll_delay: float, main: Worker | None,
+                 main_queue: str) -> None:  # fmt: skip
+        self._forwarder = forwarder
+        self._poll_delay = poll_delay
+        self._by_name = {
+            dest.name: Dispatcher(
+                forwarder, dest, poll_delay=poll_delay, main=main, main_queue=main_queue
+            )
+            for dest in forwarder.destinations.values()
+        }
+
+    def start(self) -> None:
+        for dispatcher in self._by_name.values():
+            dispatcher.start()
+        self._forwarder.on_due = self.wake
+
+    def wake(self, name: str) -> None:
+        dispatcher = self._by_name.get(name)
+        if dispatcher is not None:
+            dispatcher.wake()
+
+    async def drain(self) -> None:
+        """Wait until no delivery is in flight or due within the burst horizon."""
+        while True:
+            idle = [await d.idle() for d in self._by_name.values()]
+            if all(idle):
+                return
+            await asyncio.sleep(self._poll_delay)
+
+    async def stop(self, *, wait_seconds: float) -> None:
+        self._forwarder.on_due = None
+        await asyncio.gather(*(d.stop(wait_seconds=wait_seconds) for d in self._by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
