@@ -2,10 +2,11 @@
 
 Each check reads the raw values (environment over the --config file), so one bad value
 does not hide the others, then the network is tried: Redis, and TikTok's token endpoint
-(unauthenticated, then with the client key and secret and a dummy code). One line per
-check, ``OK`` or ``FAIL`` with what to fix; exit status 1 if anything failed. ``WARN``
-marks a setting that works but weakens security or safety (a TLS check turned off, a
-Redis without `maxmemory`); it does not fail the run.
+(unauthenticated, then with the client key and secret and a dummy code), and each
+forwarding destination (receiver/cli/doctor_forwarding.py). One line per check, ``OK`` or
+``FAIL`` with what to fix; exit status 1 if anything failed. ``WARN`` marks a setting that
+works but weakens security or safety (a TLS check turned off, a Redis without
+`maxmemory`), or a state to look at (dead letters); it does not fail the run.
 """
 
 from __future__ import annotations
@@ -226,16 +227,21 @@ def _admin_token(raw: dict[str, str]) -> Check:
     return _ok("admin token", "set: the internal API is on")
 
 
-def _settings(environ: Mapping[str, str], config_path: Path | None) -> Iterator[Check]:
-    """The verdict of `serve` and `worker` themselves on this configuration, then the
-    settings that work but weaken security."""
-    settings: Settings | None = None
+def _load(
+    environ: Mapping[str, str], config_path: Path | None
+) -> tuple[Settings | None, list[str]]:
+    """The Settings `serve` and `worker` would load (None if they do not load), and what
+    they would refuse."""
     try:
         settings = load_settings(environ, config_path)
     except ConfigError as exc:
-        problems = exc.problems
-    else:
-        problems = list(dict.fromkeys(serve_problems(settings) + worker_problems(settings)))
+        return None, exc.problems
+    return settings, list(dict.fromkeys(serve_problems(settings) + worker_problems(settings)))
+
+
+def _settings(settings: Settings | None, problems: list[str]) -> Iterator[Check]:
+    """The verdict of `serve` and `worker` themselves on this configuration, then the
+    settings that work but weaken security."""
     if problems:
         rest = [p for p in problems if not any(name in p for name in _COVERED)]
         for problem in rest:
@@ -400,7 +406,11 @@ def run_checks(environ: Mapping[str, str], config_path: Path | None) -> list[Che
         checks.append(Check("config file", not file_problem, file_problem or str(config_path)))
     checks.extend(_credentials(raw))
     checks += [_redirect_uri(raw), _scopes(raw), _encryption_keys(raw), _admin_token(raw)]
-    checks.extend(_settings(environ, config_path))
+    settings, problems = _load(environ, config_path)
+    checks.extend(_settings(settings, problems))
     checks.extend(_redis(raw))
     checks.extend(_tiktok(raw))
+    from receiver.cli.doctor_forwarding import forwarding_checks
+
+    checks.extend(forwarding_checks(settings))
     return checks

@@ -227,9 +227,10 @@ def register(sub: Any) -> None:
 
     doctor = sub.add_parser(
         "doctor",
-        help="check the configuration, Redis and TikTok access",
-        description="Check the configuration as `serve` and `worker` would, then Redis and "
-        "TikTok's token endpoint; one line per check, what to fix, exit status 1 if any failed.",
+        help="check the configuration, Redis, TikTok access and forwarding destinations",
+        description="Check the configuration as `serve` and `worker` would, then Redis, "
+        "TikTok's token endpoint and each forwarding destination (its state, and whether it "
+        "accepts a connection); one line per check, what to fix, exit status 1 if any failed.",
     )
     doctor.add_argument("--config", type=Path, help="TOML settings file (default: none)")
     doctor.set_defaults(func=cmd_doctor)

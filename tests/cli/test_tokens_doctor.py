@@ -192,11 +192,13 @@ def test_doctor_good_config(redis_url: str, sandbox: SandboxInfo) -> None:
         "redis memory",
         "tiktok api",
         "tiktok credentials",
+        "forwarding",
     ]
+    assert lines[-2].startswith("OK   forwarding: off: no destination")
     # The test Redis has no maxmemory: a warning, not a failure.
     warned = [line for line in lines[:-1] if not line.startswith("OK ")]
     assert warned == [line for line in lines if line.startswith("WARN redis memory: no maxmemory")]
-    assert lines[-1] == "all 12 checks OK (1 warning)"
+    assert lines[-1] == "all 13 checks OK (1 warning)"
     assert_absent(
         result.stdout + result.stderr, [CLIENT_SECRET, ENCRYPTION_KEY, ADMIN_TOKEN], "doctor"
     )
