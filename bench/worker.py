@@ -940,7 +940,9 @@ def forwarding(
         ]  # fmt: skip
         runs["forward"].append(fwd)
 
-        for kind, extra in (("builtins", []), ("builtins_forward", ["--config", str(config)])):
+        pair = [("builtins", []), ("builtins_forward", ["--config", str(config)])]
+        # ABBA across repeats: a drift in the machine's speed favours neither.
+        for kind, extra in pair if rep % 2 else reversed(pair):
             asyncio.run(flush(redis_url))
             asyncio.run(enqueue_ours(redis_url, fsettings, deliveries))
             drained = run_forward_child(

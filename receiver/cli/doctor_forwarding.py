@@ -90,7 +90,7 @@ def state_checks(
             _fail(
                 check,
                 f"disabled{when} ({reason}); {held} event(s) held, not sent; once it works: "
-                f"`{CLI} enable {name}`, then `{CLI} replay --destination {name} --since 0`",
+                f"`{CLI} enable {name}` (it sends the held ones)",
             )
         )
     elif failing := _since(now, state.get("failing_since")):
@@ -115,7 +115,7 @@ def state_checks(
             _warn(
                 check,
                 f"{held} delivery(ies) held from while it was disabled: send them with "
-                f"`{CLI} replay --destination {name} --since 0`",
+                f"`{CLI} enable {name}`",
             )
         )
     oldest = counts.get("oldest_pending_at")

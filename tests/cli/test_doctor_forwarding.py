@@ -132,10 +132,12 @@ async def test_a_disabled_destination_fails_with_the_enable_command(
         # It answers again: the operator can enable it.
         assert reach.startswith(f"OK   forward billing reach: {url} accepts"), reach
 
+        # Enabled by hand in Redis, without sending the held delivery (`forward enable`
+        # would send it): doctor points at the command that does.
         assert await store.enable("billing")
         enabled, _ = doctor(env, "--config", str(config))
     assert enabled.startswith("WARN forward billing: 1 delivery(ies) held"), enabled
-    assert "`tiktok-webhooks forward replay --destination billing --since 0`" in enabled
+    assert enabled.endswith("send them with `tiktok-webhooks forward enable billing`"), enabled
     assert consumer.received == []
 
 
