@@ -42,6 +42,10 @@ ATTEMPTS_KEPT: Final = 50
 SUCCEEDED_KEPT_SECONDS: Final = 7 * 24 * 3600
 RESPONSE_KEPT_CHARS: Final = 1024
 MAX_PER_CALL: Final = 100  # events per create call, results per finish call
+# Group commits (handlers/forwarding/batching.py): an event job waits up to this long
+# for others to share its create call, a finished send for others to share its write.
+CREATE_LINGER_SECONDS: Final = 0.005
+FINISH_LINGER_SECONDS: Final = 0.002
 
 ALL_INDEX: Final = FORWARD_PREFIX + "all"
 RECORD_PREFIX: Final = FORWARD_PREFIX + "d:"
@@ -327,10 +331,10 @@ class DeliveryStore:
         self._requeue_script = redis.register_script(_REQUEUE)
         self._release_script = redis.register_script(_RELEASE)
         self._creates: Batcher[_NewEvent, list[bool]] = Batcher(
-            self._create_batch, max_batch=MAX_PER_CALL
+            self._create_batch, max_batch=MAX_PER_CALL, linger=CREATE_LINGER_SECONDS
         )
         self._finishes: Batcher[tuple[list[str], list[Any]], bool] = Batcher(
-            self._finish_batch, max_batch=MAX_PER_CALL
+            self._finish_batch, max_batch=MAX_PER_CALL, linger=FINISH_LINGER_SECONDS
         )
 
     @property
