@@ -196,7 +196,9 @@ def cmd_enable(args: argparse.Namespace) -> int:
         enabled, released = await enable(store, args.name, progress if held > 5000 else None)
         print(f"{args.name}: {'enabled' if enabled else 'was not disabled'}")
         if released:
-            print(f"{released:,} held deliveries are sent now")
+            print(
+                f"{released:,} held {'delivery is' if released == 1 else 'deliveries are'} sent now"
+            )
         return 0
 
     return _with_store(args, action)

@@ -101,7 +101,7 @@ async def test_list_show_replay_retry_enable(redis_url: str) -> None:
         # ...and enabling sends it.
         enabled = forward("enable", "default", env=env)
         assert enabled.stdout.startswith("default: enabled")
-        assert "1 held deliveries are sent now" in enabled.stdout
+        assert "1 held delivery is sent now" in enabled.stdout
         await drain(settings)
         assert list(consumer.handled) == [message_id, held]
         again = forward("enable", "default", env=env)
