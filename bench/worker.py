@@ -922,11 +922,16 @@ def forwarding(
         asyncio.run(flush(redis_url))
         asyncio.run(enqueue_ours(redis_url, fsettings, deliveries))
         before = consumer_count(base)
+        calls0 = command_counts(redis_url)
         fwd = run_forward_child(
             ["drain", "forward", "--expect", str(n), "--config", str(config)],
             args=args, tools=tools, env=fenv, log=workdir / f"forward-{rep}.log",
         )  # fmt: skip
         fwd["received"] = consumer_count(base) - before
+        calls1 = command_counts(redis_url)
+        # Redis's own counts: commands run inside scripts count too; evalsha = script calls.
+        fwd["redis_commands_per_event"] = (sum(calls1.values()) - sum(calls0.values())) / n
+        fwd["script_calls_per_event"] = (calls1.get("evalsha", 0) - calls0.get("evalsha", 0)) / n
         fwd["counts"] = asyncio.run(forward_counts(redis_url, fsettings))
         fwd["per_second"] = n / fwd["forward_seconds"] if fwd["forward_seconds"] else 0.0
         fwd["problems"] = [
@@ -955,7 +960,9 @@ def forwarding(
             f"  [{rep}/{args.repeats}] bare httpx {bare['per_second']:,.0f}/s"
             f" ({bare['statuses']}) | forwarded {fwd['per_second']:,.0f}/s"
             f" ({fwd['received']:,} received, {fwd['counts']}, worker CPU"
-            f" {1e6 * fwd['cpu_seconds'] / n:.0f} us/event)"
+            f" {1e6 * fwd['cpu_seconds'] / n:.0f} us/event, Redis commands"
+            f" {fwd['redis_commands_per_event']:.1f}/event of which script calls"
+            f" {fwd['script_calls_per_event']:.2f})"
             f" | built-ins drain {runs['builtins'][-1]['per_second']:,.0f}/s,"
             f" with forwarding {runs['builtins_forward'][-1]['per_second']:,.0f}/s"
             + (f" | PROBLEMS: {'; '.join(fwd['problems'])}" if fwd["problems"] else "")
