@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Final
 
 import redis
+from redis.asyncio import Redis
 
+from chaos.consumer import Consumer, running
 from chaos.load import Load
 from chaos.procs import (
     ROOT,
@@ -32,7 +34,10 @@ from chaos.procs import (
     wait_for,
 )
 from handlers.deadletter import DeadLetterStore
+from handlers.forwarding.store import ALL_INDEX, DeliveryStore, delivery_id
+from receiver.forward_config import DEFAULT_NAME, generate_secret
 from receiver.ingest.events import decode_body
+from receiver.private_files import write_private
 from receiver.testing.redis_server import free_port
 
 QUEUE: Final = "arq:queue"
@@ -333,10 +338,145 @@ async def fd_flood(procs: Processes, workdir: Path) -> Result:
     return Result("fd-limit flood", passed, details)
 
 
+# ------------------------------------------------------------------ (f) forwarding storm
+
+
+def _up(worker: Process) -> Callable[[], bool]:
+    def check() -> bool:
+        if not worker.alive():
+            raise ChaosError(f"{worker.name} exited:\n{worker.log_text()[-2000:]}")
+        return "metrics on http" in worker.log_text()
+
+    return check
+
+
+@dataclass
+class _Forwarded:
+    """What Redis says about the destination's deliveries."""
+
+    counts: dict[str, object]
+    records: set[str]
+
+    def finished(self) -> bool:
+        return all(self.counts[k] == 0 for k in ("pending", "dead", "held"))
+
+
+async def _forwarded(port: int) -> _Forwarded:
+    client = Redis(host="127.0.0.1", port=port)
+    try:
+        counts = await DeliveryStore(client).counts(DEFAULT_NAME)
+        records = {m.decode() for m in await client.zrange(ALL_INDEX, 0, -1)}
+    finally:
+        await client.aclose()
+    return _Forwarded(counts, records)
+
+
+async def _attempts(port: int, ids: set[str]) -> tuple[int, int]:
+    """(attempts recorded for `ids`, how many of them did not succeed)."""
+    client = Redis(host="127.0.0.1", port=port)
+    try:
+        store = DeliveryStore(client)
+        outcomes = [a.outcome for i in sorted(ids) for a in await store.attempts(i)]
+    finally:
+        await client.aclose()
+    return len(outcomes), sum(1 for o in outcomes if o != "success")
+
+
+async def forward_storm(procs: Processes, workdir: Path) -> Result:
+    """(f) Workers forwarding to a slow consumer, SIGKILLed mid-send again and again, then
+    one left running: every acknowledged event's delivery reaches the consumer at least
+    once (a send cut short goes again when its lease runs out, with the same webhook-id),
+    every request verifies, nothing is left pending or dead."""
+    name = "forwarding through worker SIGKILLs"
+    # More events than the killed workers can send (each sends at most concurrency 10 /
+    # answer delay 0.3 s per second), so every one is killed with sends in flight. A
+    # lease runs out timeout + 32 s after its claim: the final worker waits for that.
+    kill_every, kills, events, answer_delay, timeout = 1.5, 5, 400, 0.3, 1.5
+    deadline = time.monotonic() + 120
+    port = free_port()
+    await asyncio.to_thread(start_redis, procs, "redis-fwd", workdir / "redis-fwd", port)
+    _, base = await asyncio.to_thread(start_receiver, procs, port)
+    load = Load(base, run="fwd", concurrency=16, limit=events)
+    await load.run_until_stopped()
+    acked = load.acknowledged()
+    if len(acked) != events:
+        return Result(name, False, [f"only {len(acked)} of {events} accepted"])
+    expected = {delivery_id(load.dedupe_key(o), DEFAULT_NAME) for o in acked}
+    secret = generate_secret()
+    consumer = Consumer(secret, delay=answer_delay)
+    with running(consumer) as url:
+        config = workdir / "forward.toml"
+        write_private(
+            config,
+            f'[[forward]]\nname = "{DEFAULT_NAME}"\nurl = "{url}"\nsecrets = ["{secret}"]\n'
+            f"timeout_seconds = {timeout}\n",
+        )
+        env = {
+            "TIKTOK_WEBHOOKS_ENV": "development",  # the consumer is http on loopback
+            "FORWARD_RETRY_SCHEDULE": "1s,2s,5s,10s,10s",  # a try that timed out: soon again
+            "WORKER_JOB_TIMEOUT_SECONDS": "2",  # an event job cut short: again in ~17 s
+        }
+        options = ("--config", str(config))
+        for number in range(kills):
+            worker = start_worker(procs, port, f"worker-fwd-{number}", options=options, **env)
+            await asyncio.to_thread(wait_for, _up(worker), 20, "a worker up")
+            await asyncio.sleep(kill_every)
+            worker.kill()
+        last = start_worker(procs, port, "worker-fwd-last", options=options, **env)
+        await asyncio.to_thread(wait_for, _up(last), 20, "the last worker up")
+        settled = False
+        while time.monotonic() < deadline:
+            got, _, _ = consumer.snapshot()
+            state = await _forwarded(port)
+            if expected <= got.keys() and state.finished() and state.records >= expected:
+                settled = True
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.to_thread(last.stop)
+    got, refused, cut_off = consumer.snapshot()
+    state = await _forwarded(port)
+    attempts, failed = await _attempts(port, expected)
+    requests = sum(got.values())
+    duplicates = requests - len(got)
+    missing = expected - got.keys()
+    strangers = (got.keys() | state.records) - expected
+    # Requests the consumer got whose result no worker recorded, and ones cut off mid-body.
+    cut_short = requests - attempts + cut_off
+    details = [
+        f"{kills} workers SIGKILLed, each {kill_every:g}s after it was up, then one left "
+        f"running; {len(acked)} events acknowledged",
+        f"consumer: {requests} verified requests for {len(got)} webhook-ids, "
+        f"{len(missing)} of the expected {len(expected)} never arrived; {refused} did not "
+        f"verify; {cut_off} cut off before their body arrived",
+        f"duplicates: {duplicates} (of {sum(1 for n in got.values() if n > 1)} webhook-ids); "
+        f"Redis recorded {attempts} attempts ({failed} not successful): "
+        f"{cut_short} sends cut short by a kill",
+        f"Redis: {len(state.records)} deliveries, pending {state.counts['pending']}, "
+        f"dead {state.counts['dead']}, held {state.counts['held']}",
+    ]
+    if strangers:
+        details.append(f"{len(strangers)} webhook-ids that no acknowledged event explains")
+    if not settled:
+        details.append("did not settle within 120 s")
+    if cut_short <= 0:
+        details.append("no send was cut short by a kill: the experiment proved nothing")
+    passed = (
+        settled
+        and not missing
+        and not strangers
+        and refused == 0
+        and state.finished()
+        and len(state.records) == len(acked)
+        and cut_short > 0
+    )
+    return Result(name, passed, details)
+
+
 EXPERIMENTS: Final[dict[str, Experiment]] = {
     "power-cut": power_cut,
     "worker-storm": worker_storm,
     "receiver-sigterm": receiver_sigterm,
     "redis-stall": redis_stall,
     "fd-flood": fd_flood,
+    "forward-storm": forward_storm,
 }

@@ -202,6 +202,8 @@ def start_receiver(
     return process, base
 
 
-def start_worker(procs: Processes, redis_port: int, name: str, **env: str) -> Process:
-    argv = [ENTRYPOINT, "worker", "--metrics-port", str(free_port())]
+def start_worker(
+    procs: Processes, redis_port: int, name: str, *, options: Sequence[str] = (), **env: str
+) -> Process:
+    argv = [ENTRYPOINT, "worker", "--metrics-port", str(free_port()), *options]
     return procs.start(name, argv, env=service_env(redis_port, **env))
