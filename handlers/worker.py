@@ -39,6 +39,7 @@ from handlers.deadletter import DeadLetterStore
 from handlers.dispatch import process_event
 from handlers.forwarding.dispatcher import Dispatchers
 from handlers.forwarding.forwarder import Forwarder, with_forwarding
+from handlers.forwarding.sender import proxy_problems
 from handlers.giveup import DeadLetteringWorker
 from handlers.ratelimit import RateLimiter
 from handlers.registry import ANY, UNKNOWN, HandlerRegistry, registry
@@ -167,6 +168,9 @@ def create_worker(
     """An arq Worker consuming what the receiver and the OAuth routes enqueue."""
     settings.require_worker()
     import_handler_modules(settings.worker_handler_modules)
+    problems = proxy_problems([(d.name, d.url) for d in settings.forward_destinations])
+    if problems:
+        raise ConfigError(problems)
     every = settings.token_refresh_every_minutes
     cron_jobs = []
     if with_crons:
@@ -225,7 +229,6 @@ def create_worker(
             "burst": burst,
         },
     )
-    worker.ctx["worker"] = worker  # the forwarding dispatchers give way to its backlog
     return worker
 
 
@@ -262,7 +265,6 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
         dispatchers = Dispatchers(
             state.forwarder,
             poll_delay=settings.worker_poll_delay_seconds,
-            main=ctx.get("worker"),
             main_queue=settings.queue_name,
         )
         dispatchers.start()
@@ -271,21 +273,25 @@ async def _on_startup(ctx: dict[str, Any]) -> None:
 
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
     dispatchers: Dispatchers | None = ctx.get("forward_dispatchers")
-    if dispatchers is not None:
-        if ctx.get("burst"):
-            await dispatchers.drain()
-        await dispatchers.stop(wait_seconds=ctx["settings"].worker_shutdown_wait_seconds)
-    task: asyncio.Task[None] | None = ctx.get("stats_task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    state: WorkerState | None = ctx.get("state")
-    if state is not None:
-        for client in state.clients.values():
-            await client.aclose()
-        if state.forwarder is not None:
-            await state.forwarder.aclose()
+    try:
+        if dispatchers is not None:
+            try:
+                if ctx.get("burst"):
+                    await dispatchers.drain()
+            finally:
+                await dispatchers.stop(wait_seconds=ctx["settings"].worker_shutdown_wait_seconds)
+    finally:
+        task: asyncio.Task[None] | None = ctx.get("stats_task")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        state: WorkerState | None = ctx.get("state")
+        if state is not None:
+            for client in state.clients.values():
+                await client.aclose()
+            if state.forwarder is not None:
+                await state.forwarder.aclose()
 
 
 async def update_queue_stats(state: WorkerState) -> None:

@@ -31,26 +31,39 @@ class Batcher(Generic[Item, Out]):
         self._max_batch = max_batch
         self._linger = linger
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False  # a flush is scheduled for the next loop turn
         self._queued: list[tuple[Item, asyncio.Future[Out]]] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, item: Item) -> Out:
+    async def submit(self, item: Item, *, soon: bool = False) -> Out:
+        """`item`'s result, once written; `soon`: without the linger (at the next loop
+        turn, with whatever is queued by then)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         self._queued.append((item, future))
         if len(self._queued) >= self._max_batch:
             self._flush()
+        elif soon or self._linger <= 0:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self._scheduled or not self._soon:
+                self._scheduled = self._soon = True
+                loop.call_soon(self._flush)
         elif not self._scheduled:
             self._scheduled = True
-            if self._linger > 0:
-                self._timer = loop.call_later(self._linger, self._flush)
-            else:
-                loop.call_soon(self._flush)
+            self._timer = loop.call_later(self._linger, self._flush)
         return await future
 
+    async def aclose(self) -> None:
+        """Send what is queued and wait for every call in flight (at shutdown)."""
+        self._flush()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _flush(self) -> None:
-        self._scheduled = False
+        self._scheduled = self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -63,6 +76,8 @@ class Batcher(Generic[Item, Out]):
     async def _send(self, batch: list[tuple[Item, asyncio.Future[Out]]]) -> None:
         try:
             results = await self._run([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for {len(batch)} calls")
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

@@ -30,12 +30,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
+from arq.constants import in_progress_key_prefix
+
 from handlers.forwarding.store import Claim
 from receiver.forward_config import ForwardDestination
 
 if TYPE_CHECKING:
-    from arq.worker import Worker
-
     from handlers.forwarding.forwarder import Forwarder
 
 logger = logging.getLogger("tiktok_webhooks.forward")
@@ -48,6 +48,20 @@ RATE_WAIT_SECONDS: Final = 2.0
 REDIS_PAUSE_SECONDS: Final = 1.0
 
 
+# Whether the main queue has a ready job that no worker has started (arq keeps running
+# jobs in the queue, with an in-progress key): looks at the first ARGV[2] ready jobs.
+# KEYS: the main queue. ARGV: now ms, limit, arq's in-progress key prefix.
+_BACKLOG: Final = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0,
+  tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[3] .. id) == 0 then return 1 end
+end
+return 0
+"""
+BACKLOG_LOOKS_AT: Final = 1000
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -55,14 +69,14 @@ class Dispatcher:
         dest: ForwardDestination,
         *,
         poll_delay: float,
-        main: Worker | None,
-        main_queue: str,
+        main_queue: str | None,
     ) -> None:
+        """`main_queue`: the arq queue whose backlog goes first (None: never wait)."""
         self._forwarder = forwarder
         self._dest = dest
         self._poll_delay = poll_delay
-        self._main = main
-        self._main_queue = main_queue
+        self.main_queue = main_queue
+        self._backlog_script = forwarder.store.redis.register_script(_BACKLOG)
         self._lease_seconds = dest.timeout_seconds + RATE_WAIT_SECONDS + LEASE_MARGIN_SECONDS
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -85,6 +99,13 @@ class Dispatcher:
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
+        self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stopping:
+            logger.error(
+                "forward dispatcher %s stopped: %s", self.name, type(task.exception()).__name__
+            )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,28 +113,37 @@ class Dispatcher:
         # With sends in flight, claim once half the slots are free: one claim for
         # several deliveries instead of one per finished send.
         batch = max(1, concurrency // 2)
+        reconciled = False
         while not self._stopping:
             self._wake.clear()
-            free = concurrency - len(self._inflight)
-            if (free >= batch or free == concurrency) and not await self._main_has_backlog():
-                try:
+            try:
+                if not reconciled:
+                    fixed = await self._forwarder.store.reconcile(self.name)
+                    if fixed:
+                        logger.info(
+                            "forward dispatcher %s: %d pending deliveries scheduled again",
+                            self.name, fixed,
+                        )  # fmt: skip
+                    reconciled = True
+                free = concurrency - len(self._inflight)
+                if (free >= batch or free == concurrency) and not await self.main_has_backlog():
                     claims = await self._forwarder.store.claim(
                         self.name, limit=free, lease_seconds=self._lease_seconds
                     )
-                except Exception as exc:  # Redis unreachable: claim again after a pause
-                    if not self._redis_failing:
-                        logger.warning(
-                            "forward dispatcher %s cannot claim deliveries: %s",
-                            self.name, type(exc).__name__,
-                        )  # fmt: skip
-                    self._redis_failing = True
-                    await asyncio.sleep(max(self._poll_delay, REDIS_PAUSE_SECONDS))
-                    continue
+                    for claim in claims:
+                        task = asyncio.ensure_future(self._send(claim))
+                        self._inflight.add(task)
+                        task.add_done_callback(self._inflight.discard)
                 self._redis_failing = False
-                for claim in claims:
-                    task = asyncio.ensure_future(self._send(claim))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
+            except Exception as exc:  # Redis unreachable (or a bug): try again after a pause
+                if not self._redis_failing:
+                    logger.warning(
+                        "forward dispatcher %s cannot claim deliveries: %s",
+                        self.name, type(exc).__name__,
+                    )  # fmt: skip
+                self._redis_failing = True
+                await asyncio.sleep(max(self._poll_delay, REDIS_PAUSE_SECONDS))
+                continue
             timer = loop.call_later(self._poll_delay, self._wake.set)
             await self._wake.wait()
             timer.cancel()
@@ -132,23 +162,19 @@ class Dispatcher:
         finally:
             self._wake.set()
 
-    async def _main_has_backlog(self) -> bool:
-        """True while the main queue has ready jobs the main worker has not started
-        (read from Redis at most once per poll interval)."""
-        if self._main is None:
+    async def main_has_backlog(self) -> bool:
+        """True while the main queue has ready jobs no worker has started (read from
+        Redis at most once per poll interval)."""
+        if self.main_queue is None:
             return False
         now = time.monotonic()
         if now - self._backlog_checked >= self._poll_delay:
             self._backlog_checked = now
-            try:
-                ready = int(
-                    await self._forwarder.store.redis.zcount(
-                        self._main_queue, "-inf", time.time() * 1000
-                    )
-                )
-            except Exception:  # the claim that follows reports Redis trouble
-                ready = 0
-            self._backlog = ready > self._main.job_counter
+            waiting = await self._backlog_script(
+                keys=[self.main_queue],
+                args=[int(time.time() * 1000), BACKLOG_LOOKS_AT, in_progress_key_prefix],
+            )
+            self._backlog = bool(waiting)
         return self._backlog
 
     async def idle(self) -> bool:
@@ -160,15 +186,16 @@ class Dispatcher:
         return due == 0
 
     async def stop(self, *, wait_seconds: float) -> None:
-        """Let sends in flight finish (up to `wait_seconds`), then stop."""
+        """Claim nothing more; let sends in flight finish (up to `wait_seconds`), then
+        stop. A send cut short is sent again once its lease runs out."""
         self._stopping = True
         self._wake.set()
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=wait_seconds)
-        tasks = [*self._inflight, *([self._task] if self._task is not None else [])]
-        for task in tasks:
+        pending = [*self._inflight, *([self._task] if self._task is not None else [])]
+        if pending:
+            await asyncio.wait(pending, timeout=wait_seconds)
+        for task in pending:
             task.cancel()
-        for task in tasks:
+        for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -176,14 +203,11 @@ class Dispatcher:
 class Dispatchers:
     """The dispatchers of one worker process, one per configured destination."""
 
-    def __init__(self, forwarder: Forwarder, *, poll_delay: float, main: Worker | None,
-                 main_queue: str) -> None:  # fmt: skip
+    def __init__(self, forwarder: Forwarder, *, poll_delay: float, main_queue: str | None) -> None:
         self._forwarder = forwarder
         self._poll_delay = poll_delay
         self._by_name = {
-            dest.name: Dispatcher(
-                forwarder, dest, poll_delay=poll_delay, main=main, main_queue=main_queue
-            )
+            dest.name: Dispatcher(forwarder, dest, poll_delay=poll_delay, main_queue=main_queue)
             for dest in forwarder.destinations.values()
         }
 
@@ -198,7 +222,11 @@ class Dispatchers:
             dispatcher.wake()
 
     async def drain(self) -> None:
-        """Wait until no delivery is in flight or due within the burst horizon."""
+        """Wait until no delivery is in flight or due within the burst horizon (a burst
+        worker, once its queue is done: jobs enqueued meanwhile no longer go first)."""
+        for dispatcher in self._by_name.values():
+            dispatcher.main_queue = None
+            dispatcher.wake()
         while True:
             idle = [await d.idle() for d in self._by_name.values()]
             if all(idle):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from handlers.forwarding import metrics
 from handlers.forwarding.payload import build_payload
-from handlers.forwarding.sender import Result, destination_transport, send
+from handlers.forwarding.sender import Result, destination_transport, send, split_credentials
 from handlers.forwarding.store import (
     RESPONSE_KEPT_CHARS,
     Attempt,
@@ -65,6 +65,8 @@ class Forwarder:
             d.name: destination_transport(d.url, concurrency=d.concurrency)
             for d in settings.forward_destinations
         }
+        # (URL without user info, the Basic authorization it stood for) per destination
+        self._targets = {d.name: split_credentials(d.url) for d in settings.forward_destinations}
         self._limiters = {
             d.name: _limiter(redis, d) for d in self.destinations.values() if d.rate_per_second
         }
@@ -73,6 +75,7 @@ class Forwarder:
         self.on_due: Callable[[str], None] | None = None
 
     async def aclose(self) -> None:
+        await self.store.aclose()
         for transport in self._transports.values():
             await transport.aclose()
 
@@ -91,10 +94,7 @@ class Forwarder:
             if envelope.user_openid
             else ""
         )
-        items = [
-            (delivery_id(event.dedupe_key, d.name), d.name, (await self._flags(d.name))[0])
-            for d in matching
-        ]
+        items = [(delivery_id(event.dedupe_key, d.name), d.name) for d in matching]
         created = await self.store.create(
             items,
             body=build_payload(envelope),
@@ -114,10 +114,13 @@ class Forwarder:
             video_key=_video_key_of(event, envelope.client_key),
         )
         if self.on_due is not None:
-            for (_, name, held), new in zip(items, created, strict=True):
-                if new and not held:
+            for (_, name), outcome in zip(items, created, strict=True):
+                if outcome == "due":
                     self.on_due(name)
-        return {"deliveries": [item[0] for item in items], "created": sum(created)}
+        return {
+            "deliveries": [item[0] for item in items],
+            "created": sum(outcome != "existed" for outcome in created),
+        }
 
     async def _flags(self, name: str) -> tuple[bool, bool]:
         """(disabled, failing) of a destination, shared by all workers via Redis, cached
@@ -154,11 +157,12 @@ class Forwarder:
                 return "pending"
         result = await send(
             self._transports[dest.name],
-            dest.url,
+            self._targets[dest.name][0],
             keys=self._keys[dest.name],
             message_id=claim.id,
             body=claim.body,
             timeout_seconds=dest.timeout_seconds,
+            authorization=self._targets[dest.name][1],
         )
         metrics.count_attempt(dest.name, result.outcome, result.latency)
         return await self._after(claim, dest, result, failing=failing)
@@ -166,6 +170,8 @@ class Forwarder:
     async def _after(
         self, claim: Claim, dest: ForwardDestination, result: Result, *, failing: bool
     ) -> str:
+        """Record the try; returns the delivery's state, or "superseded" when a replay or
+        a newer claim took over meanwhile (then nothing is recorded, counted or logged)."""
         store = self.store
         now = time.time()
 
@@ -182,7 +188,8 @@ class Forwarder:
             )
 
         if result.ok:
-            await store.finish(claim, attempt=attempt(None), state="succeeded")
+            if not await store.finish(claim, attempt=attempt(None), state="succeeded"):
+                return "superseded"
             if failing:
                 await store.note_success(dest.name)
                 self._state.pop(dest.name, None)
@@ -191,32 +198,35 @@ class Forwarder:
             if await store.disable(dest.name, "the destination answered 410 Gone"):
                 logger.error("forward destination %s answered 410 Gone: disabled", dest.name)
             self._state.pop(dest.name, None)
-            await store.finish(
+            written = await store.finish(
                 claim, attempt=attempt(None), state="held",
                 note="destination answered 410 Gone and was disabled",
             )  # fmt: skip
-            return "held"
+            return "held" if written else "superseded"
         schedule = self.settings.forward_retry_schedule
         if claim.tries < len(schedule):
             delay = schedule[claim.tries] * random.uniform(0.9, 1.1)
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
-            await store.finish(
+            state = "pending"
+            written = await store.finish(
                 claim, attempt=attempt(now + delay), state="pending", delay=delay,
                 note=result.error or "",
             )  # fmt: skip
-            state = "pending"
         else:
-            await store.finish(
+            state = "dead"
+            written = await store.finish(
                 claim, attempt=attempt(None), state="dead",
                 note=f"gave up after {claim.tries + 1} tries: {result.error}",
             )  # fmt: skip
-            metrics.DEAD_LETTERED.labels(dest.name).inc()
-            logger.warning(
-                "forward delivery %s to %s dead-lettered after %d tries: %s",
-                claim.id, dest.name, claim.tries + 1, result.error,
-            )  # fmt: skip
-            state = "dead"
+            if written:
+                metrics.DEAD_LETTERED.labels(dest.name).inc()
+                logger.warning(
+                    "forward delivery %s to %s dead-lettered after %d tries: %s",
+                    claim.id, dest.name, claim.tries + 1, result.error,
+                )  # fmt: skip
+        if not written:
+            return "superseded"
         if await store.note_failure(
             dest.name, disable_after=self.settings.forward_disable_after_seconds
         ):

@@ -14,6 +14,8 @@ NO_PROXY) is used as an `httpx.AsyncClient` would.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import email.utils
 import time
 import urllib.parse
@@ -64,19 +66,59 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
+PROXY_PROBLEM: Final = (
+    "the proxy that HTTPS_PROXY, HTTP_PROXY or ALL_PROXY names for forward destination "
+    "{name!r} is not a usable proxy URL (expected http://host:port)"
+)
+
+
 def destination_transport(url: str, *, concurrency: int) -> httpx.AsyncHTTPTransport:
-    """The connection pool of one destination: `concurrency` connections, kept alive."""
+    """The connection pool of one destination: `concurrency` connections, kept alive,
+    through the proxy the environment names for it (if any). ValueError for a proxy URL
+    httpx cannot use (the message never shows it: it may hold a password)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncHTTPTransport(limits=limits, proxy=environment_proxy(url))
+    try:
+        return httpx.AsyncHTTPTransport(limits=limits, proxy=environment_proxy(url))
+    except (ValueError, TypeError, httpx.InvalidURL):
+        raise ValueError("unusable proxy URL") from None
+
+
+def proxy_problems(destinations: Sequence[tuple[str, str]]) -> list[str]:
+    """For `(name, url)` of each destination: the ones whose environment proxy httpx
+    cannot use (checked when the worker starts, before anything runs)."""
+    problems = []
+    for name, url in destinations:
+        try:
+            transport = destination_transport(url, concurrency=1)
+        except ValueError:
+            problems.append(PROXY_PROBLEM.format(name=name))
+        else:
+            del transport  # never opened a connection: nothing to close
+    return problems
 
 
 def environment_proxy(url: str) -> str | None:
-    """The proxy the environment names for `url` (None: connect directly)."""
+    """The proxy the environment names for `url` (None: connect directly), read as
+    httpx.AsyncClient reads it: NO_PROXY wins, a proxy without a scheme is http://."""
     parts = urllib.parse.urlsplit(url)
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
         return None
     proxies = urllib.request.getproxies_environment()
-    return proxies.get(parts.scheme) or proxies.get("all") or None
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """`url` without its user info, and the Basic `Authorization` value that user info
+    stands for (as httpx.AsyncClient sends it), or None."""
+    parsed = httpx.URL(url)
+    if not parsed.username and not parsed.password:
+        return url, None
+    pair = f"{parsed.username}:{parsed.password}".encode()
+    bare = str(parsed.copy_with(username=None, password=None))
+    return bare, "Basic " + base64.b64encode(pair).decode()
 
 
 def request_headers(
@@ -100,28 +142,40 @@ async def send(
     message_id: str,
     body: bytes,
     timeout_seconds: float,
+    authorization: str | None = None,
 ) -> Result:
+    """One POST; `timeout_seconds` bounds each step (connect, write, every read) and the
+    whole attempt, so an answer trickling in cannot hold the slot longer."""
+    headers = request_headers(keys, message_id, body)
+    if authorization is not None:
+        headers["authorization"] = authorization
     request = httpx.Request(
         "POST",
         url,
         content=body,
-        headers=request_headers(keys, message_id, body),
+        headers=headers,
         extensions={"timeout": httpx.Timeout(timeout_seconds).as_dict()},
     )
     started = time.perf_counter()
     read = bytearray()
     try:
-        response = await transport.handle_async_request(request)
-        try:
-            async for chunk in response.aiter_raw():
-                read += chunk
-                if len(read) >= MAX_READ_BYTES:
-                    break
-        finally:
-            await response.aclose()
+        async with asyncio.timeout(timeout_seconds):
+            response = await transport.handle_async_request(request)
+            try:
+                async for chunk in response.aiter_raw():
+                    read += chunk
+                    if len(read) >= MAX_READ_BYTES:
+                        break
+            finally:
+                await response.aclose()
         latency = time.perf_counter() - started
         status = response.status_code
         retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time())
+    except TimeoutError:
+        took = time.perf_counter() - started
+        return Result(
+            "timeout", None, took, b"", f"no complete answer within {timeout_seconds:g} s"
+        )
     except httpx.TimeoutException as exc:
         return Result("timeout", None, time.perf_counter() - started, b"", _describe(exc))
     except (httpx.HTTPError, OSError) as exc:

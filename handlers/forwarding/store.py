@@ -118,17 +118,20 @@ class Claim(msgspec.Struct, frozen=True):
 _attempt_encoder: Final = msgspec.json.Encoder()
 _attempt_decoder: Final = msgspec.json.Decoder(Attempt)
 
-# One call for the events of concurrent jobs (coalesced per event-loop turn): for each
-# event, read what the built-in handlers stored (the status record, the profile) and
-# splice it into the body, then create each destination's delivery, due now.
+# One call for the events of concurrent jobs (group commit): for each event, read what
+# the built-in handlers stored (the status record, the profile) and splice it into the
+# body, then create each destination's delivery: due now, or held when the destination
+# is disabled (read here, in the same atomic step, so an `enable` racing with it cannot
+# leave a delivery held: enable clears the flag first, then releases what is held).
 # The body built in Python ends with the `data` object and the outer object ("}}"): the
 # stored JSON documents go in just before. Neither holds a numeric id (status records
 # keep ids as text; profiles have none), so no id loses its digits.
 # KEYS[1]: the listing index; then per event: status key, profile key, fetched publish
-# status key, video key ('' for none of each), and per delivery: record, state index,
-# the destination's due set.
+# status key, video key ('' for none of each), and per delivery: record, pending index,
+# held index, due set, destination record.
 # ARGV[1..3]: index horizon s, now s, now ms; then per event: body, event, client_key,
-# deliveries; and per delivery: id, destination, state, note.
+# deliveries; and per delivery: id, destination.
+# Returns per delivery 0 (it existed), 1 (created, due) or 2 (created, held).
 _CREATE: Final = """
 local now = ARGV[2]
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(now) - tonumber(ARGV[1]))
@@ -157,21 +160,28 @@ while a <= #ARGV do
   if extra ~= '' then body = string.sub(body, 1, -3) .. extra .. '}}' end
   k = k + 4
   for _ = 1, n do
-    local rec, index, due = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-    local id, state = ARGV[a], ARGV[a + 2]
+    local rec, id = KEYS[k], ARGV[a]
     if redis.call('EXISTS', rec) == 1 then
       out[#out + 1] = 0
     else
+      local held = redis.call('HEXISTS', KEYS[k + 4], 'disabled_at') == 1
+      local state, note = 'pending', ''
+      if held then state, note = 'held', 'destination disabled' end
       redis.call('HSET', rec, 'id', id, 'created_at', now, 'destination', ARGV[a + 1],
         'event', event, 'client_key', client, 'body', body, 'state', state, 'job', '',
-        'jobs', 0, 'attempts', 0, 'base', 0, 'next_at', now, 'note', ARGV[a + 3])
+        'jobs', 0, 'attempts', 0, 'base', 0, 'next_at', now, 'note', note)
       redis.call('ZADD', KEYS[1], now, id)
-      redis.call('ZADD', index, now, id)
-      if state == 'pending' then redis.call('ZADD', due, ARGV[3], id) end
-      out[#out + 1] = 1
+      if held then
+        redis.call('ZADD', KEYS[k + 2], now, id)
+        out[#out + 1] = 2
+      else
+        redis.call('ZADD', KEYS[k + 1], now, id)
+        redis.call('ZADD', KEYS[k + 3], ARGV[3], id)
+        out[#out + 1] = 1
+      end
     end
-    k = k + 3
-    a = a + 4
+    k = k + 5
+    a = a + 2
   end
 end
 return out
@@ -208,15 +218,17 @@ end
 return out
 """
 
-# The results of tries (coalesced like creation). Per result:
-# KEYS: record, attempts, pending, dead, held, due, lease.
-# ARGV: token, attempt JSON or '', new state, next_at s, due ms, note; then (last two)
-# attempts kept, succeeded ttl s. Returns 1 per result written, 0 if superseded.
+# The results of tries (group commit, like creation). Per result:
+# KEYS: record, attempts, pending, dead, held, due, lease, destination record.
+# ARGV: token, attempt JSON or '', new state, next_at s, due ms, note; then (last three)
+# attempts kept, succeeded ttl s, now s. A `held` result for a destination that is no
+# longer disabled (enabled meanwhile) makes the delivery due now instead. Returns 1 per
+# result written, 0 if superseded.
 _FINISH: Final = """
-local kept, ttl = ARGV[#ARGV - 1], ARGV[#ARGV]
+local kept, ttl, now = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
 local out = {}
 local k, a = 1, 1
-while a < #ARGV - 1 do
+while a < #ARGV - 2 do
   local rec = KEYS[k]
   if redis.call('HGET', rec, 'job') ~= ARGV[a] then
     out[#out + 1] = 0
@@ -224,20 +236,23 @@ while a < #ARGV - 1 do
     local id = redis.call('HGET', rec, 'id')
     local created = redis.call('HGET', rec, 'created_at')
     local state = ARGV[a + 2]
+    local next_at, due, note = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+    if state == 'held' and redis.call('HEXISTS', KEYS[k + 7], 'disabled_at') == 0 then
+      state, next_at, due, note = 'pending', now, math.floor(tonumber(now) * 1000), ''
+    end
     if ARGV[a + 1] ~= '' then
       redis.call('RPUSH', KEYS[k + 1], ARGV[a + 1])
       redis.call('LTRIM', KEYS[k + 1], -tonumber(kept), -1)
       redis.call('HINCRBY', rec, 'attempts', 1)
     end
-    redis.call('HSET', rec, 'state', state, 'next_at', ARGV[a + 3], 'note', ARGV[a + 5],
-      'job', '')
+    redis.call('HSET', rec, 'state', state, 'next_at', next_at, 'note', note, 'job', '')
     redis.call('ZREM', KEYS[k + 2], id)
     redis.call('ZREM', KEYS[k + 3], id)
     redis.call('ZREM', KEYS[k + 4], id)
     redis.call('ZREM', KEYS[k + 6], id)
     if state == 'pending' then
       redis.call('ZADD', KEYS[k + 2], created, id)
-      redis.call('ZADD', KEYS[k + 5], ARGV[a + 4], id)
+      redis.call('ZADD', KEYS[k + 5], due, id)
     elseif state == 'dead' then
       redis.call('ZADD', KEYS[k + 3], created, id)
     elseif state == 'held' then
@@ -248,7 +263,7 @@ while a < #ARGV - 1 do
     end
     out[#out + 1] = 1
   end
-  k = k + 7
+  k = k + 8
   a = a + 6
 end
 return out
@@ -298,6 +313,30 @@ return {released, redis.call('ZCARD', KEYS[1])}
 """
 RELEASE_PER_CALL: Final = 500
 
+# Make due every pending delivery of a destination that is neither due nor being sent
+# (at its recorded next try): deliveries scheduled by a version that used an arq job per
+# try, or by hand. Pages through the pending index by rank. Returns {made due, seen}.
+# KEYS: pending, due, lease. ARGV: start rank, count, record key prefix, now ms.
+_RECONCILE: Final = """
+local ids = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[1]),
+  tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1)
+local fixed = 0
+for _, id in ipairs(ids) do
+  if not redis.call('ZSCORE', KEYS[2], id) and not redis.call('ZSCORE', KEYS[3], id) then
+    local f = redis.call('HMGET', ARGV[3] .. id, 'state', 'next_at')
+    if f[1] == 'pending' then
+      local at = tonumber(f[2])
+      local due = tonumber(ARGV[4])
+      if at then due = math.floor(at * 1000) end
+      redis.call('ZADD', KEYS[2], due, id)
+      fixed = fixed + 1
+    end
+  end
+end
+return {fixed, #ids}
+"""
+RECONCILE_PER_CALL: Final = 1000
+
 
 def _text(value: bytes | None) -> str:
     return value.decode() if value is not None else ""
@@ -313,7 +352,12 @@ def _keys_of(delivery: str, destination: str) -> list[str]:
         state_index("held", destination),
         due_key(destination),
         lease_key(destination),
+        destination_key(destination),
     ]
+
+
+Created = Literal["existed", "due", "held"]
+_CREATED: Final[tuple[Created, ...]] = ("existed", "due", "held")
 
 
 class _NewEvent(msgspec.Struct, frozen=True):
@@ -330,7 +374,8 @@ class DeliveryStore:
         self._finish_script = redis.register_script(_FINISH)
         self._requeue_script = redis.register_script(_REQUEUE)
         self._release_script = redis.register_script(_RELEASE)
-        self._creates: Batcher[_NewEvent, list[bool]] = Batcher(
+        self._reconcile_script = redis.register_script(_RECONCILE)
+        self._creates: Batcher[_NewEvent, list[Created]] = Batcher(
             self._create_batch, max_batch=MAX_PER_CALL, linger=CREATE_LINGER_SECONDS
         )
         self._finishes: Batcher[tuple[list[str], list[Any]], bool] = Batcher(
@@ -341,9 +386,14 @@ class DeliveryStore:
     def redis(self) -> aioredis.Redis:
         return self._redis
 
+    async def aclose(self) -> None:
+        """Write what waits for a group commit (at shutdown)."""
+        await self._creates.aclose()
+        await self._finishes.aclose()
+
     async def create(
         self,
-        items: Sequence[tuple[str, str, bool]],
+        items: Sequence[tuple[str, str]],
         *,
         body: bytes,
         event: str,
@@ -352,33 +402,44 @@ class DeliveryStore:
         profile_key: str = "",
         publish_key: str = "",
         video_key: str = "",
-    ) -> list[bool]:
-        """Create deliveries `(id, destination, held)` of one event, due now; True for
-        each that is new. `body` gets the stored status record, profile, fetched publish
-        status and video details (keys of those, or '') spliced in. Returns once Redis
-        confirmed the write; the events of jobs running together share one script call."""
+    ) -> list[Created]:
+        """Create deliveries `(id, destination)` of one event: due now, or held when the
+        destination is disabled. `body` gets the stored status record, profile, fetched
+        publish status and video details (keys of those, or '') spliced in. Returns once
+        Redis confirmed the write; the events of jobs running together share one call."""
         if not items:
             return []
         keys: list[str] = [status_key, profile_key, publish_key, video_key]
         args: list[Any] = [body, event, client_key, len(items)]
-        for delivery, destination, held in items:
-            state = "held" if held else "pending"
-            keys += [record_key(delivery), state_index(state, destination), due_key(destination)]
-            args += [delivery, destination, state, "destination disabled" if held else ""]
-        return await self._creates.submit(_NewEvent(keys, args, len(items)))
+        for delivery, destination in items:
+            keys += [
+                record_key(delivery),
+                state_index("pending", destination),
+                state_index("held", destination),
+                due_key(destination),
+                destination_key(destination),
+            ]
+            args += [delivery, destination]
+        # The event's own publish status and video fetches are follow-up jobs that may
+        # start any moment: write before they can (the body carries what earlier events
+        # fetched, as documented), without waiting for others to share the call.
+        soon = bool(publish_key or video_key)
+        return await self._creates.submit(_NewEvent(keys, args, len(items)), soon=soon)
 
-    async def _create_batch(self, batch: Sequence[_NewEvent]) -> list[list[bool]]:
+    async def _create_batch(self, batch: Sequence[_NewEvent]) -> list[list[Created]]:
         now = time.time()
         keys: list[str] = [ALL_INDEX]
         args: list[Any] = [SUCCEEDED_KEPT_SECONDS, now, int(now * 1000)]
         for new in batch:
             keys += new.keys
             args += new.args
-        results = [bool(r) for r in await self._create_script(keys=keys, args=args)]
+        results = [_CREATED[int(r)] for r in await self._create_script(keys=keys, args=args)]
         out, offset = [], 0
         for new in batch:
             out.append(results[offset : offset + new.count])
             offset += new.count
+        if offset != len(results):
+            raise RuntimeError(f"create: {len(results)} results for {offset} deliveries")
         return out
 
     async def claim(self, destination: str, *, limit: int, lease_seconds: float) -> list[Claim]:
@@ -431,8 +492,11 @@ class DeliveryStore:
         for item_keys, item_args in batch:
             keys += item_keys
             args += item_args
-        args += [ATTEMPTS_KEPT, SUCCEEDED_KEPT_SECONDS]
-        return [bool(r) for r in await self._finish_script(keys=keys, args=args)]
+        args += [ATTEMPTS_KEPT, SUCCEEDED_KEPT_SECONDS, time.time()]
+        results = [bool(r) for r in await self._finish_script(keys=keys, args=args)]
+        if len(results) != len(batch):
+            raise RuntimeError(f"finish: {len(results)} results for {len(batch)} tries")
+        return results
 
     async def requeue(self, delivery: str, *, only_unfinished: bool) -> bool:
         """Send a delivery again now, with a fresh retry schedule (replay, retry)."""
@@ -445,6 +509,24 @@ class DeliveryStore:
             args=["1" if only_unfinished else "0", now, int(now * 1000)],
         )
         return bool(written)
+
+    async def reconcile(self, destination: str) -> int:
+        """Make due every pending delivery of `destination` that nothing schedules (see
+        _RECONCILE); returns how many. Run by each dispatcher when it starts."""
+        fixed, start = 0, 0
+        while True:
+            made_due, seen = await self._reconcile_script(
+                keys=[
+                    state_index("pending", destination),
+                    due_key(destination),
+                    lease_key(destination),
+                ],
+                args=[start, RECONCILE_PER_CALL, RECORD_PREFIX, int(time.time() * 1000)],
+            )
+            fixed += int(made_due)
+            start += RECONCILE_PER_CALL
+            if int(seen) < RECONCILE_PER_CALL:
+                return fixed
 
     async def due_soon(self, destination: str, *, within_seconds: float) -> int:
         """Deliveries of `destination` being sent or due within `within_seconds`."""

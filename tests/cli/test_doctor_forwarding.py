@@ -120,9 +120,10 @@ async def test_a_disabled_destination_fails_with_the_enable_command(
         settings = forward_settings(redis_url, url)
         store = store_for(settings, redis_client)
         assert await store.disable("billing", "answered 410 Gone")
-        held = [(delivery_id("doctor-event", "billing"), "billing", True)]
+        held = [(delivery_id("doctor-event", "billing"), "billing")]
         body = b'{"type":"tiktok.ping","timestamp":"2026-01-01T00:00:00Z","data":{}}'
-        assert await store.create(held, body=body, event="tiktok.ping", client_key=CLIENT_KEY)
+        created = await store.create(held, body=body, event="tiktok.ping", client_key=CLIENT_KEY)
+        assert created == ["held"]
         env = doctor_env(redis_url)
 
         disabled, reach = doctor(env, "--config", str(config))

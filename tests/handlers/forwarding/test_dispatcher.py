@@ -10,6 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+from arq.constants import in_progress_key_prefix
+
+from handlers.forwarding.admin import enable
+from handlers.forwarding.dispatcher import Dispatcher
+from handlers.forwarding.forwarder import Forwarder
 from handlers.forwarding.store import DeliveryStore
 from handlers.worker import create_worker
 from receiver.settings import Settings, load_settings
@@ -102,9 +107,10 @@ async def test_a_claim_whose_worker_died_is_sent_again_and_its_late_result_ignor
         store = DeliveryStore(redis_client)  # type: ignore[arg-type]
         delivery_id = "msg_lost"
         body = b'{"type":"tiktok.ping","timestamp":"2026-12-02T00:00:00Z","data":{}}'
-        assert await store.create(
-            [(delivery_id, "default", False)], body=body, event="tiktok.ping", client_key="c"
+        created = await store.create(
+            [(delivery_id, "default")], body=body, event="tiktok.ping", client_key="c"
         )
+        assert created == ["due"]
         # Another worker claims it, then dies mid-send: its lease (short here) runs out.
         [lost] = await store.claim("default", limit=10, lease_seconds=0.05)
         assert lost.id == delivery_id
@@ -122,7 +128,9 @@ async def test_a_claim_whose_worker_died_is_sent_again_and_its_late_result_ignor
 async def test_a_replay_supersedes_a_claim_in_flight(redis_client: object) -> None:
     store = DeliveryStore(redis_client)  # type: ignore[arg-type]
     body = b'{"type":"tiktok.ping","data":{}}'
-    assert await store.create([("msg_1", "default", False)], body=body, event="e", client_key="c")
+    assert await store.create([("msg_1", "default")], body=body, event="e", client_key="c") == [
+        "due"
+    ]
     [claim] = await store.claim("default", limit=5, lease_seconds=60)
     assert (claim.body, claim.tries) == (body, 0)
     assert await store.requeue("msg_1", only_unfinished=True)
@@ -138,7 +146,7 @@ async def test_a_replay_supersedes_a_claim_in_flight(redis_client: object) -> No
 
 
 async def test_two_workers_share_a_destination_and_send_each_event_once(
-    redis_url: str,
+    redis_url: str, redis_client: object
 ) -> None:
     consumer = Consumer(SECRET)
     with running(consumer) as url:
@@ -149,14 +157,22 @@ async def test_two_workers_share_a_destination_and_send_each_event_once(
             await asyncio.sleep(0.2)  # time for a duplicate to show
     assert len(consumer.received) == 40
     assert consumer.handled_twice == []
+    # Every result was written: all succeeded, nothing left scheduled or claimed.
+    store = DeliveryStore(redis_client)  # type: ignore[arg-type]
+    found = [await store.get(i) for i in consumer.handled]
+    assert {d.state for d in found if d is not None} == {"succeeded"}
+    assert len([d for d in found if d is not None and d.attempts == 1]) == 40
+    assert await store.due_soon("default", within_seconds=3600) == 0
 
 
 async def test_releasing_held_deliveries_skips_records_gone_meanwhile(
     redis_client: object,
 ) -> None:
     store = DeliveryStore(redis_client)  # type: ignore[arg-type]
-    items = [(f"msg_{n}", "default", True) for n in range(3)]
-    assert await store.create(items, body=b"{}", event="e", client_key="c") == [True] * 3
+    assert await store.disable("default", "by hand")
+    items = [(f"msg_{n}", "default") for n in range(3)]
+    assert await store.create(items, body=b"{}", event="e", client_key="c") == ["held"] * 3
+    assert await store.enable("default")
     await redis_client.delete("tiktok:fwd:d:msg_1")  # type: ignore[attr-defined]
     seen: list[tuple[int, int]] = []
     assert await store.release_held("default", lambda done, left: seen.append((done, left))) == 2
@@ -164,3 +180,67 @@ async def test_releasing_held_deliveries_skips_records_gone_meanwhile(
     assert (await store.counts("default"))["held"] == 0
     claimed = await store.claim("default", limit=10, lease_seconds=60)
     assert sorted(c.id for c in claimed) == ["msg_0", "msg_2"]
+
+
+async def test_the_disabled_flag_is_read_where_deliveries_are_written(
+    redis_client: object,
+) -> None:
+    """`enable` clears the flag, then releases what is held: a worker that still thinks
+    the destination disabled cannot hold a delivery after that."""
+    store = DeliveryStore(redis_client)  # type: ignore[arg-type]
+    body = b'{"type":"tiktok.ping","data":{}}'
+    assert await store.create([("msg_a", "default")], body=body, event="e", client_key="c") == [
+        "due"
+    ]
+    [claim] = await store.claim("default", limit=5, lease_seconds=60)
+    # The worker saw the destination disabled (its cache), but it was enabled since.
+    assert await store.finish(claim, attempt=None, state="held", note="destination disabled")
+    record = await store.get("msg_a")
+    assert record is not None
+    assert (record.state, record.note) == ("pending", "")
+    assert [c.id for c in await store.claim("default", limit=5, lease_seconds=60)] == ["msg_a"]
+    # Disabled for real: held, and released by enable.
+    assert await store.disable("default", "by hand")
+    assert await store.create([("msg_b", "default")], body=body, event="e", client_key="c") == [
+        "held"
+    ]
+    assert await enable(store, "default") == (True, 1)
+    assert [c.id for c in await store.claim("default", limit=5, lease_seconds=60)] == ["msg_b"]
+
+
+async def test_pending_deliveries_nothing_schedules_are_scheduled_at_start(
+    redis_url: str, redis_client: object
+) -> None:
+    consumer = Consumer(SECRET)
+    with running(consumer) as url:
+        settings = forward_settings(redis_url, url)
+        store = DeliveryStore(redis_client)  # type: ignore[arg-type]
+        body = b'{"type":"tiktok.ping","timestamp":"2026-12-02T00:00:00Z","data":{}}'
+        items = [(f"msg_old{n}", "default") for n in range(3)]
+        await store.create(items, body=body, event="tiktok.ping", client_key="c")
+        # As an earlier version left them: pending, but in no schedule of ours.
+        await redis_client.delete("tiktok:fwd:due:default")  # type: ignore[attr-defined]
+        assert await store.due_soon("default", within_seconds=3600) == 0
+        await drain(settings)
+    assert sorted(consumer.handled) == ["msg_old0", "msg_old1", "msg_old2"]
+
+
+async def test_the_main_queue_backlog_goes_first(redis_url: str, redis_client: object) -> None:
+    settings = forward_settings(redis_url, "http://127.0.0.1:9/hook")
+    forwarder = Forwarder(settings, redis_client)  # type: ignore[arg-type]
+    [dest] = settings.forward_destinations
+    dispatcher = Dispatcher(forwarder, dest, poll_delay=0.0, main_queue="bench:queue")
+    try:
+        assert not await dispatcher.main_has_backlog()  # empty
+        now_ms = int(time.time() * 1000)
+        await redis_client.zadd("bench:queue", {"job-1": now_ms, "job-2": now_ms})  # type: ignore[attr-defined]
+        assert await dispatcher.main_has_backlog()
+        # Both started by some worker (maybe another process): no backlog.
+        for job in ("job-1", "job-2"):
+            await redis_client.set(f"{in_progress_key_prefix}{job}", b"1")  # type: ignore[attr-defined]
+        assert not await dispatcher.main_has_backlog()
+        # A job due later is no backlog either.
+        await redis_client.zadd("bench:queue", {"job-3": now_ms + 60_000})  # type: ignore[attr-defined]
+        assert not await dispatcher.main_has_backlog()
+    finally:
+        await forwarder.aclose()
