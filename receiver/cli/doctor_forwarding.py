@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
@@ -21,6 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 import httpx
 from redis.exceptions import RedisError
 
+from handlers.forwarding.sender import environment_proxy
 from receiver.cli.doctor import Check, _fail, _ok, _warn
 from receiver.forward_config import ForwardDestination
 from receiver.settings import Settings
@@ -134,11 +134,6 @@ def state_checks(
     return found
 
 
-def _proxied(scheme: str) -> bool:
-    proxies = urllib.request.getproxies()
-    return scheme in proxies or "all" in proxies
-
-
 def reach_check(dest: ForwardDestination, *, timeout: float = CONNECT_TIMEOUT_SECONDS) -> Check:
     """Whether the destination's host accepts a connection (TLS handshake for https, with
     the trust store the worker's HTTP client uses). Nothing is sent. WARN, never FAIL:
@@ -161,7 +156,7 @@ def reach_check(dest: ForwardDestination, *, timeout: float = CONNECT_TIMEOUT_SE
         proxy = (
             f"; the worker goes through the proxy in {parts.scheme.upper()}_PROXY/ALL_PROXY "
             "and may reach it, this check connects directly"
-            if _proxied(parts.scheme)
+            if environment_proxy(dest.url) is not None
             else ""
         )
         what = "connect and complete a TLS handshake" if tls else "connect"
