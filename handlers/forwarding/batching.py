@@ -31,29 +31,23 @@ class Batcher(Generic[Item, Out]):
         self._max_batch = max_batch
         self._linger = linger
         self._timer: asyncio.TimerHandle | None = None
-        self._soon = False  # a flush is scheduled for the next loop turn
         self._queued: list[tuple[Item, asyncio.Future[Out]]] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, item: Item, *, soon: bool = False) -> Out:
-        """`item`'s result, once written; `soon`: without the linger (at the next loop
-        turn, with whatever is queued by then)."""
+    async def submit(self, item: Item) -> Out:
+        """`item`'s result, once written."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         self._queued.append((item, future))
         if len(self._queued) >= self._max_batch:
             self._flush()
-        elif soon or self._linger <= 0:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if not self._scheduled or not self._soon:
-                self._scheduled = self._soon = True
-                loop.call_soon(self._flush)
         elif not self._scheduled:
             self._scheduled = True
-            self._timer = loop.call_later(self._linger, self._flush)
+            if self._linger > 0:
+                self._timer = loop.call_later(self._linger, self._flush)
+            else:
+                loop.call_soon(self._flush)
         return await future
 
     async def aclose(self) -> None:
@@ -63,7 +57,7 @@ class Batcher(Generic[Item, Out]):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _flush(self) -> None:
-        self._scheduled = self._soon = False
+        self._scheduled = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

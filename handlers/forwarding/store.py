@@ -420,11 +420,7 @@ class DeliveryStore:
                 destination_key(destination),
             ]
             args += [delivery, destination]
-        # The event's own publish status and video fetches are follow-up jobs that may
-        # start any moment: write before they can (the body carries what earlier events
-        # fetched, as documented), without waiting for others to share the call.
-        soon = bool(publish_key or video_key)
-        return await self._creates.submit(_NewEvent(keys, args, len(items)), soon=soon)
+        return await self._creates.submit(_NewEvent(keys, args, len(items)))
 
     async def _create_batch(self, batch: Sequence[_NewEvent]) -> list[list[Created]]:
         now = time.time()

@@ -54,18 +54,3 @@ async def test_aclose_sends_what_is_queued() -> None:
     await batcher.aclose()
     assert seen == [7]
     assert await waiting == "written"
-
-
-async def test_an_urgent_call_does_not_wait_for_the_linger() -> None:
-    runs: list[list[int]] = []
-
-    async def run(items: Sequence[int]) -> list[int]:
-        runs.append(list(items))
-        return list(items)
-
-    batcher: Batcher[int, int] = Batcher(run, max_batch=10, linger=60)
-    lingering = asyncio.ensure_future(batcher.submit(1))
-    await asyncio.sleep(0)
-    assert await asyncio.wait_for(batcher.submit(2, soon=True), 5) == 2
-    assert await lingering == 1
-    assert runs == [[1, 2]]  # the urgent call took the lingering one along

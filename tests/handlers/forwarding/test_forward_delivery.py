@@ -117,7 +117,14 @@ async def test_what_the_follow_up_fetches_stored_travels_along(
     )
     consumer = Consumer(SECRET)
     with running(consumer) as url:
-        settings = forward_settings(redis_url, url)
+        # This event's own fetches are separate jobs that may run before its delivery is
+        # written (docs/forwarding.md): left out here, so what travels along is what
+        # earlier events fetched.
+        settings = forward_settings(
+            redis_url,
+            url,
+            WORKER_DISABLED_HANDLERS="builtin.fetch_publish_status,builtin.fetch_video",
+        )
         await deliver(
             settings,
             [
