@@ -854,11 +854,11 @@ def consumer_count(url: str) -> int:
 
 
 async def forward_counts(redis_url: str, settings: Any) -> dict[str, Any]:
-    from handlers.forwarding.admin import store_for
+    from handlers.forwarding.store import DeliveryStore
 
     client = await redis_client(redis_url)
     try:
-        return await store_for(settings, client).counts("default")
+        return await DeliveryStore(client).counts("default")
     finally:
         await client.aclose()
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 
 from handlers.context import HandlerOutcome
 from handlers.registry import HandlerRegistry
+from handlers.worker import create_worker
 from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.testing.asgi import app_client
@@ -40,3 +44,26 @@ async def drain(
 ) -> list[HandlerOutcome]:
     """Run a real arq worker in burst mode until the queue is empty; return what ran."""
     return await drain_worker(settings, handler_registry)
+
+
+@asynccontextmanager
+async def worker_running(settings: Settings) -> AsyncIterator[None]:
+    """A real arq worker (not burst: it waits for retries) in this event loop."""
+    worker = create_worker(settings, handle_signals=False, with_crons=False)
+    task = asyncio.ensure_future(worker.main())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+async def wait_for(what: str, condition: Callable[[], bool], within: float = 60) -> None:
+    """Poll `condition` until it holds; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -36,10 +36,6 @@ def parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-def store_for(settings: Settings, redis: Any) -> DeliveryStore:
-    return DeliveryStore(redis)
-
-
 async def delivery_view(store: DeliveryStore, delivery: str) -> dict[str, Any] | None:
     record = await store.get(delivery)
     if record is None:

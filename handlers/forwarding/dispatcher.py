@@ -90,10 +90,6 @@ class Dispatcher:
     def name(self) -> str:
         return self._dest.name
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._inflight)
-
     def wake(self) -> None:
         self._wake.set()
 
@@ -236,6 +232,3 @@ class Dispatchers:
     async def stop(self, *, wait_seconds: float) -> None:
         self._forwarder.on_due = None
         await asyncio.gather(*(d.stop(wait_seconds=wait_seconds) for d in self._by_name.values()))
-
-    def __len__(self) -> int:
-        return len(self._by_name)

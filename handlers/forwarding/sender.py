@@ -77,8 +77,15 @@ def destination_transport(url: str, *, concurrency: int) -> httpx.AsyncHTTPTrans
     through the proxy the environment names for it (if any). ValueError for a proxy URL
     httpx cannot use (the message never shows it: it may hold a password)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncHTTPTransport(limits=limits, proxy=_proxy_for(url))
+
+
+def _proxy_for(url: str) -> httpx.Proxy | None:
+    proxy = environment_proxy(url)
+    if proxy is None:
+        return None
     try:
-        return httpx.AsyncHTTPTransport(limits=limits, proxy=environment_proxy(url))
+        return httpx.Proxy(proxy)
     except (ValueError, TypeError, httpx.InvalidURL):
         raise ValueError("unusable proxy URL") from None
 
@@ -89,11 +96,9 @@ def proxy_problems(destinations: Sequence[tuple[str, str]]) -> list[str]:
     problems = []
     for name, url in destinations:
         try:
-            transport = destination_transport(url, concurrency=1)
+            _proxy_for(url)
         except ValueError:
             problems.append(PROXY_PROBLEM.format(name=name))
-        else:
-            del transport  # never opened a connection: nothing to close
     return problems
 
 

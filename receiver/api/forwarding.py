@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from handlers.forwarding import admin
+from handlers.forwarding.store import DeliveryStore
 from receiver.settings import Settings
 from receiver.vault.services import TokenServices
 
@@ -41,7 +42,7 @@ class ForwardRoutes:
         self.settings = settings
 
     async def destinations(self, request: Request, services: TokenServices) -> Response:
-        store = admin.store_for(self.settings, services.redis)
+        store = DeliveryStore(services.redis)
         views = await admin.destinations_view(self.settings, store)
         return JSONResponse({"destinations": views}, headers=_NO_STORE)
 
@@ -50,7 +51,7 @@ class ForwardRoutes:
         raw_limit = params.get("limit", "50")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
             return _error(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}")
-        store = admin.store_for(self.settings, services.redis)
+        store = DeliveryStore(services.redis)
         try:
             rows = await admin.list_view(
                 store,
@@ -63,14 +64,14 @@ class ForwardRoutes:
         return JSONResponse({"deliveries": rows}, headers=_NO_STORE)
 
     async def delivery(self, request: Request, services: TokenServices) -> Response:
-        store = admin.store_for(self.settings, services.redis)
+        store = DeliveryStore(services.redis)
         view = await admin.delivery_view(store, request.path_params["delivery_id"])
         if view is None:
             return _error(404, "not_found", "no such delivery")
         return JSONResponse(view, headers=_NO_STORE)
 
     async def retry(self, request: Request, services: TokenServices) -> Response:
-        store = admin.store_for(self.settings, services.redis)
+        store = DeliveryStore(services.redis)
         if not await store.requeue(request.path_params["delivery_id"], only_unfinished=False):
             return _error(404, "not_found", "no such delivery")
         return JSONResponse({"requeued": True}, status_code=202, headers=_NO_STORE)
@@ -86,6 +87,6 @@ class ForwardRoutes:
             d.name == body.destination for d in self.settings.forward_destinations
         ):
             return _error(404, "unknown_destination", "no forward destination by that name")
-        store = admin.store_for(self.settings, services.redis)
+        store = DeliveryStore(services.redis)
         sent = await admin.replay(store, since=since, until=until, destination=body.destination)
         return JSONResponse({"requeued": sent}, status_code=202, headers=_NO_STORE)

@@ -171,12 +171,12 @@ def reach_check(dest: ForwardDestination, *, timeout: float = CONNECT_TIMEOUT_SE
 
 
 async def _read_states(settings: Settings) -> States:
-    from handlers.forwarding.admin import store_for
+    from handlers.forwarding.store import DeliveryStore
     from receiver.redis_conn import create_redis
 
     redis = create_redis(settings)
     try:
-        store = store_for(settings, redis)
+        store = DeliveryStore(redis)
         return {
             dest.name: (await store.counts(dest.name), await store.destination_state(dest.name))
             for dest in settings.forward_destinations

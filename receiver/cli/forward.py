@@ -43,7 +43,7 @@ def _json(value: Any) -> str:
 def _with_store(args: argparse.Namespace, action: Action) -> int:
     from redis.exceptions import RedisError
 
-    from handlers.forwarding.admin import store_for
+    from handlers.forwarding.store import DeliveryStore
     from receiver.redis_conn import create_redis
     from receiver.settings import load_settings_from_env
 
@@ -52,7 +52,7 @@ def _with_store(args: argparse.Namespace, action: Action) -> int:
     async def run() -> int:
         redis = create_redis(settings)
         try:
-            return await action(settings, store_for(settings, redis))
+            return await action(settings, DeliveryStore(redis))
         except (RedisError, OSError) as exc:
             print(f"error: Redis is unreachable ({type(exc).__name__}): {exc}", file=sys.stderr)
             return 1

@@ -495,14 +495,10 @@ class ForwardDelivery(msgspec.Struct, frozen=True, kw_only=True):
         return self.attempts[-1] if self.attempts else None
 
 
-def forward_store(settings: Settings, redis: aioredis.Redis) -> DeliveryStore:
-    return admin.store_for(settings, redis)
-
-
 async def forward_destinations(settings: Settings, redis: aioredis.Redis) -> list[DestinationRow]:
     """Every configured destination (a few), as `tiktok-webhooks forward destinations`."""
     rows = []
-    for view in await admin.destinations_view(settings, forward_store(settings, redis)):
+    for view in await admin.destinations_view(settings, DeliveryStore(redis)):
         if view["disabled"]:
             state = "disabled"
         elif view["failing_since"] is not None:
@@ -535,7 +531,7 @@ async def forward_deliveries(
 ) -> list[ForwardDelivery]:
     """The newest forward deliveries (at most `limit`) with their attempts; with a filter,
     only the newest `FORWARD_SCAN_LIMIT` deliveries are looked at."""
-    store = forward_store(settings, redis)
+    store = DeliveryStore(redis)
     if destination is None and state is None:
         found = await store.recent(limit=limit)
     else:
@@ -555,7 +551,7 @@ async def forward_deliveries(
 async def forward_delivery(
     settings: Settings, redis: aioredis.Redis, delivery_id: str
 ) -> ForwardDelivery | None:
-    store = forward_store(settings, redis)
+    store = DeliveryStore(redis)
     found = await store.get(delivery_id)
     if found is None:
         return None

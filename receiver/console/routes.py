@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from handlers.forwarding.store import STATES
+from handlers.forwarding.store import STATES, DeliveryStore
 from receiver import keys
 from receiver.console import actions, queries
 from receiver.console.session import (
@@ -822,7 +822,7 @@ class ConsoleRoutes:
             )
         await actions.retry_forward_delivery(
             services.redis,
-            queries.forward_store(self.settings, services.redis),
+            DeliveryStore(services.redis),
             delivery_id,
             who=operator.who,
         )
@@ -855,7 +855,7 @@ class ConsoleRoutes:
             return self._confirm(request, operator, title, detail, name, "/forwarding")
         await actions.set_destination_enabled(
             services.redis,
-            queries.forward_store(self.settings, services.redis),
+            DeliveryStore(services.redis),
             name,
             enabled=action == "enable",
             who=operator.who,

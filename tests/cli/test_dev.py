@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import socket
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.settings import ENV_NAMES
+from tests.cli.support import clean_env
 
 CLI = [sys.executable, "-m", "receiver.cli"]
 FREE_PORTS = ["--port", "0", "--sandbox-port", "0", "--worker-metrics-port", "0"]
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def dev_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    return clean_env()
 
 
 class Output:

@@ -3,7 +3,6 @@ destinations on loopback (an HTTP consumer, a TLS listener, a closed port)."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import ssl
@@ -18,16 +17,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 
-from handlers.forwarding.admin import store_for
-from handlers.forwarding.store import delivery_id
+from handlers.forwarding.store import DeliveryStore, delivery_id
 from receiver.cli.doctor_forwarding import PENDING_WARN_SECONDS, span, state_checks
-from receiver.settings import ENV_NAMES
 from receiver.testing.redis_server import free_port
+from tests.cli.support import app_env
 from tests.deploy.tls_redis import make_certificates
-from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery
+from tests.factories import CLIENT_KEY, delivery
 from tests.handlers.forwarding.consumer import Consumer, running
 from tests.handlers.forwarding.support import SECRET, forward_settings
-from tests.worker_support import TEST_ENCRYPTION_KEY, deliver, drain
+from tests.worker_support import deliver, drain
 
 CLI = [sys.executable, "-m", "receiver.cli", "doctor"]
 URL_PASSWORD = "url-password-7f3a"
@@ -43,18 +41,13 @@ def with_credentials(url: str) -> str:
 
 
 def doctor_env(redis_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES and k != "SSL_CERT_FILE"}
-    return {
-        **env,
-        "TIKTOK_CLIENT_KEY": CLIENT_KEY,
-        "TIKTOK_CLIENT_SECRET": CLIENT_SECRET,
-        "TOKEN_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        "REDIS_URL": redis_url,
-        "TIKTOK_WEBHOOKS_ENV": "development",
+    env = app_env(
+        redis_url,
         # A closed loopback port: TikTok is never contacted (that check fails at once).
-        "TIKTOK_API_BASE_URL": f"http://127.0.0.1:{free_port()}",
-        **extra,
-    }
+        TIKTOK_API_BASE_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    env.pop("SSL_CERT_FILE", None)
+    return {**env, **extra}
 
 
 def doctor(env: dict[str, str], *args: str) -> list[str]:
@@ -117,8 +110,7 @@ async def test_a_disabled_destination_fails_with_the_enable_command(
     consumer = Consumer(SECRET)
     with running(consumer) as url:
         config = forward_config(tmp_path, "billing", with_credentials(url))
-        settings = forward_settings(redis_url, url)
-        store = store_for(settings, redis_client)
+        store = DeliveryStore(redis_client)
         assert await store.disable("billing", "answered 410 Gone")
         held = [(delivery_id("doctor-event", "billing"), "billing")]
         body = b'{"type":"tiktok.ping","timestamp":"2026-01-01T00:00:00Z","data":{}}'

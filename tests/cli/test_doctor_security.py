@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.settings import ENV_NAMES
 from receiver.testing.redis_server import RedisServer
+from tests.cli.support import clean_env
 from tests.deploy.tls_redis import TlsRedisServer
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
 
@@ -18,10 +18,9 @@ PASSWORD = "doctor-test-password"
 
 
 def doctor(**env: str) -> list[str]:
-    import os
-
-    environ = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    environ |= {"TIKTOK_CLIENT_KEY": CLIENT_KEY, "TIKTOK_CLIENT_SECRET": CLIENT_SECRET, **env}
+    environ = clean_env(
+        **{"TIKTOK_CLIENT_KEY": CLIENT_KEY, "TIKTOK_CLIENT_SECRET": CLIENT_SECRET, **env}
+    )
     result = subprocess.run(
         [sys.executable, "-m", "receiver.cli", "doctor"],
         capture_output=True, text=True, env=environ, timeout=60, check=False,

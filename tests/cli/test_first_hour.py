@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from receiver.cli.main import build_parser
-from receiver.settings import ENV_NAMES
 from receiver.testing.redis_server import free_port
 from receiver.vault.crypto import generate_key
+from tests.cli.support import clean_env
 
 CLI = [sys.executable, "-m", "receiver.cli"]
 
@@ -25,11 +25,6 @@ def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    return {**env, **values}
 
 
 def worker_env(redis_url: str, **values: str) -> dict[str, str]:

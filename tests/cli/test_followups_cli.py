@@ -14,7 +14,8 @@ from receiver.apps import AppChoiceError, choose_app
 from receiver.cli.main import build_parser
 from receiver.status_store import StatusRecord, save_status
 from receiver.testing.redis_server import free_port
-from tests.cli.test_tokens_doctor import clean_env, run, service_env
+from tests.cli.support import clean_env
+from tests.cli.test_tokens_doctor import run, service_env
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
 from tests.oauth.conftest import SandboxInfo
 from tests.oauth.harness import oauth_settings, running

@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from receiver.forward_config import secret_bytes
-from receiver.settings import ENV_NAMES
 from receiver.testing.redis_server import free_port
 from receiver.testing.servers import wait_until_ready
-from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery
+from tests.cli.support import app_env
+from tests.factories import delivery
 from tests.handlers.forwarding.consumer import Consumer, running
 from tests.handlers.forwarding.support import SECRET, forward_settings
-from tests.worker_support import TEST_ENCRYPTION_KEY, deliver, drain
+from tests.worker_support import deliver, drain
 
 CLI = [sys.executable, "-m", "receiver.cli"]
 
@@ -30,17 +30,7 @@ def forward(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 def cli_env(redis_url: str, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    return {
-        **env,
-        "TIKTOK_CLIENT_KEY": CLIENT_KEY,
-        "TIKTOK_CLIENT_SECRET": CLIENT_SECRET,
-        "TOKEN_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
-        "REDIS_URL": redis_url,
-        "TIKTOK_WEBHOOKS_ENV": "development",
-        "FORWARD_URL": url,
-        "FORWARD_SECRET": SECRET,
-    }
+    return app_env(redis_url, FORWARD_URL=url, FORWARD_SECRET=SECRET)
 
 
 def test_keygen() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,10 +16,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from receiver.secrets import Secret
-from receiver.settings import ENV_NAMES
 from receiver.testing.redis_server import free_port
 from receiver.testing.servers import wait_until_ready
 from receiver.vault.crypto import TokenCipher, generate_key
+from tests.cli.support import clean_env
 from tests.factories import CLIENT_KEY, CLIENT_SECRET
 from tests.oauth.conftest import SandboxInfo
 from tests.oauth.harness import (
@@ -39,11 +38,6 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=60, env=env, check=False
     )
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    return {**env, **values}
 
 
 @pytest.fixture

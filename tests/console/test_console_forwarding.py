@@ -6,7 +6,7 @@ import re
 
 import redis.asyncio as aioredis
 
-from handlers.forwarding.admin import store_for
+from handlers.forwarding.store import DeliveryStore
 from receiver import fetched, keys
 from tests.console.conftest import CONSOLE, console_settings, csrf_of, signed_in
 from tests.factories import CLIENT_KEY, delivery
@@ -29,7 +29,7 @@ async def test_forwarding_page_retry_disable_enable(
         worker = forward_settings(redis_url, url, FORWARD_RETRY_SCHEDULE="10ms")
         await deliver(worker, [delivery("tiktok.ping", {"reason": "x"})])
         await drain(worker)
-        store = store_for(worker, redis_client)
+        store = DeliveryStore(redis_client)
         [dead] = await store.recent(limit=10)
         assert dead.state == "dead"
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import msgspec
 
 from handlers.forwarding import admin
-from handlers.worker import create_worker
+from handlers.forwarding.store import DeliveryStore
 from receiver.app import create_app as create_receiver
 from receiver.ingest.webhook import PATH
 from receiver.redis_conn import create_redis
@@ -24,6 +24,7 @@ from receiver.testing.servers import serve_in_thread
 from tests.handlers.forwarding.consumer import Consumer, running
 from tests.handlers.forwarding.support import SECRET, forward_settings
 from tests.tiktok_sandbox.harness import make_config
+from tests.worker_support import wait_for, worker_running
 from tiktok_sandbox import create_app as create_sandbox
 
 EVENTS = 20
@@ -56,28 +57,6 @@ def send_events(sandbox: httpx.Client) -> None:
         assert response.status_code == 202, response.text
 
 
-async def wait_for(what: str, condition: Callable[[], bool], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def worker_running(settings: Settings) -> AsyncIterator[None]:
-    """A real arq worker (not burst: it waits for retries) in this event loop."""
-    worker = create_worker(settings, handle_signals=False, with_crons=False)
-    task = asyncio.ensure_future(worker.main())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
-
-
 async def test_a_consumer_failing_for_a_while_gets_every_event_once(redis_url: str) -> None:
     # 500 for the first 25 requests, then 200: some events need several tries.
     consumer = Consumer(SECRET, answers=[500] * 25)
@@ -96,7 +75,7 @@ async def test_a_consumer_failing_for_a_while_gets_every_event_once(redis_url: s
     assert post_ids == sorted(str(BIG_POST_ID + n) for n in range(EVENTS))
     redis = create_redis(settings)
     try:
-        store = admin.store_for(settings, redis)
+        store = DeliveryStore(redis)
         assert await store.ids_between(0, 2e9, destination="default", unfinished=True) == []
     finally:
         await redis.aclose()
@@ -107,7 +86,7 @@ async def test_a_consumer_down_all_along_gets_everything_by_replay(redis_url: st
     url = f"http://127.0.0.1:{port}/hook"  # nothing listens there yet
     settings = forward_settings(redis_url, url, FORWARD_RETRY_SCHEDULE="20ms,20ms")
     redis = create_redis(settings)
-    store = admin.store_for(settings, redis)
+    store = DeliveryStore(redis)
     try:
         with tiktok_sending_to(settings) as sandbox:
             async with worker_running(settings):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from arq.constants import in_progress_key_prefix
@@ -15,35 +13,21 @@ from arq.constants import in_progress_key_prefix
 from handlers.forwarding.admin import enable
 from handlers.forwarding.dispatcher import Dispatcher
 from handlers.forwarding.forwarder import Forwarder
-from handlers.forwarding.store import DeliveryStore
-from handlers.worker import create_worker
-from receiver.settings import Settings, load_settings
+from handlers.forwarding.store import Created, DeliveryStore
+from receiver.settings import load_settings
 from tests.factories import CLIENT_KEY, CLIENT_SECRET, delivery
 from tests.handlers.forwarding.consumer import Consumer, running
 from tests.handlers.forwarding.support import SECRET, forward_settings
-from tests.worker_support import TEST_ENCRYPTION_KEY, deliver, drain
+from tests.worker_support import TEST_ENCRYPTION_KEY, deliver, drain, wait_for, worker_running
 
 EVENTS = 6
+PING = b'{"type":"tiktok.ping","timestamp":"2026-12-02T00:00:00Z","data":{}}'
 
 
-@asynccontextmanager
-async def worker_running(settings: Settings) -> AsyncIterator[None]:
-    worker = create_worker(settings, handle_signals=False, with_crons=False)
-    task = asyncio.ensure_future(worker.main())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
-
-
-async def wait_for(what: str, condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+async def create(store: DeliveryStore, *ids: str) -> list[Created]:
+    """Deliveries of one ping to the destination `default`, as the handler creates them."""
+    items = [(delivery, "default") for delivery in ids]
+    return await store.create(items, body=PING, event="tiktok.ping", client_key="c")
 
 
 async def test_a_hanging_destination_holds_back_nothing_else(
@@ -106,11 +90,7 @@ async def test_a_claim_whose_worker_died_is_sent_again_and_its_late_result_ignor
         settings = forward_settings(redis_url, url)
         store = DeliveryStore(redis_client)  # type: ignore[arg-type]
         delivery_id = "msg_lost"
-        body = b'{"type":"tiktok.ping","timestamp":"2026-12-02T00:00:00Z","data":{}}'
-        created = await store.create(
-            [(delivery_id, "default")], body=body, event="tiktok.ping", client_key="c"
-        )
-        assert created == ["due"]
+        assert await create(store, delivery_id) == ["due"]
         # Another worker claims it, then dies mid-send: its lease (short here) runs out.
         [lost] = await store.claim("default", limit=10, lease_seconds=0.05)
         assert lost.id == delivery_id
@@ -127,12 +107,9 @@ async def test_a_claim_whose_worker_died_is_sent_again_and_its_late_result_ignor
 
 async def test_a_replay_supersedes_a_claim_in_flight(redis_client: object) -> None:
     store = DeliveryStore(redis_client)  # type: ignore[arg-type]
-    body = b'{"type":"tiktok.ping","data":{}}'
-    assert await store.create([("msg_1", "default")], body=body, event="e", client_key="c") == [
-        "due"
-    ]
+    assert await create(store, "msg_1") == ["due"]
     [claim] = await store.claim("default", limit=5, lease_seconds=60)
-    assert (claim.body, claim.tries) == (body, 0)
+    assert (claim.body, claim.tries) == (PING, 0)
     assert await store.requeue("msg_1", only_unfinished=True)
     assert not await store.finish(claim, attempt=None, state="dead")
     [again] = await store.claim("default", limit=5, lease_seconds=60)
@@ -170,8 +147,7 @@ async def test_releasing_held_deliveries_skips_records_gone_meanwhile(
 ) -> None:
     store = DeliveryStore(redis_client)  # type: ignore[arg-type]
     assert await store.disable("default", "by hand")
-    items = [(f"msg_{n}", "default") for n in range(3)]
-    assert await store.create(items, body=b"{}", event="e", client_key="c") == ["held"] * 3
+    assert await create(store, "msg_0", "msg_1", "msg_2") == ["held"] * 3
     assert await store.enable("default")
     await redis_client.delete("tiktok:fwd:d:msg_1")  # type: ignore[attr-defined]
     seen: list[tuple[int, int]] = []
@@ -188,10 +164,7 @@ async def test_the_disabled_flag_is_read_where_deliveries_are_written(
     """`enable` clears the flag, then releases what is held: a worker that still thinks
     the destination disabled cannot hold a delivery after that."""
     store = DeliveryStore(redis_client)  # type: ignore[arg-type]
-    body = b'{"type":"tiktok.ping","data":{}}'
-    assert await store.create([("msg_a", "default")], body=body, event="e", client_key="c") == [
-        "due"
-    ]
+    assert await create(store, "msg_a") == ["due"]
     [claim] = await store.claim("default", limit=5, lease_seconds=60)
     # The worker saw the destination disabled (its cache), but it was enabled since.
     assert await store.finish(claim, attempt=None, state="held", note="destination disabled")
@@ -201,9 +174,7 @@ async def test_the_disabled_flag_is_read_where_deliveries_are_written(
     assert [c.id for c in await store.claim("default", limit=5, lease_seconds=60)] == ["msg_a"]
     # Disabled for real: held, and released by enable.
     assert await store.disable("default", "by hand")
-    assert await store.create([("msg_b", "default")], body=body, event="e", client_key="c") == [
-        "held"
-    ]
+    assert await create(store, "msg_b") == ["held"]
     assert await enable(store, "default") == (True, 1)
     assert [c.id for c in await store.claim("default", limit=5, lease_seconds=60)] == ["msg_b"]
 
@@ -215,9 +186,7 @@ async def test_pending_deliveries_nothing_schedules_are_scheduled_at_start(
     with running(consumer) as url:
         settings = forward_settings(redis_url, url)
         store = DeliveryStore(redis_client)  # type: ignore[arg-type]
-        body = b'{"type":"tiktok.ping","timestamp":"2026-12-02T00:00:00Z","data":{}}'
-        items = [(f"msg_old{n}", "default") for n in range(3)]
-        await store.create(items, body=body, event="tiktok.ping", client_key="c")
+        assert await create(store, "msg_old0", "msg_old1", "msg_old2") == ["due"] * 3
         # As an earlier version left them: pending, but in no schedule of ours.
         await redis_client.delete("tiktok:fwd:due:default")  # type: ignore[attr-defined]
         assert await store.due_soon("default", within_seconds=3600) == 0
