@@ -24,10 +24,11 @@ from typing import Any, Final
 from arq.constants import job_key_prefix, retry_key_prefix
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
-from arq.worker import Function, Worker
+from arq.worker import Function
 from prometheus_client import Counter
 
 from handlers import metrics
+from handlers.claiming import BatchClaimingWorker
 from handlers.deadletter import DeadLetterStore
 from receiver.ingest.events import MalformedEvent, decode_envelope, event_label
 from receiver.ingest.jobs import PROCESS_EVENT, job_deserializer
@@ -70,7 +71,7 @@ def _event_of(function: str, args: list[Any]) -> str:
         return "none"
 
 
-class DeadLetteringWorker(Worker):
+class DeadLetteringWorker(BatchClaimingWorker):
     """An arq `Worker` whose every unsuccessful end of a job leaves a dead letter."""
 
     def __init__(self, *args: Any, dead_letter_store: DeadLetterStore | None = None, **kwargs: Any):
