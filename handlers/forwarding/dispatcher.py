@@ -46,6 +46,10 @@ BURST_HORIZON_SECONDS: Final = 60.0
 LEASE_MARGIN_SECONDS: Final = 30.0
 RATE_WAIT_SECONDS: Final = 2.0
 REDIS_PAUSE_SECONDS: Final = 1.0
+# Claimed deliveries per send slot, sending or recording their result: a slot sends the
+# next one while Redis records the last (group commits linger a little), and a slow
+# Redis cannot pile up more than this.
+RECORDING_SLOTS: Final = 3
 
 
 # Whether the main queue has a ready job that no worker has started (arq keeps running
@@ -79,7 +83,10 @@ class Dispatcher:
         self._backlog_script = forwarder.store.redis.register_script(_BACKLOG)
         self._lease_seconds = dest.timeout_seconds + RATE_WAIT_SECONDS + LEASE_MARGIN_SECONDS
         self._wake = asyncio.Event()
+        # Tasks of claimed deliveries (sending, or recording the result), and how many
+        # of them are sending: at most `concurrency` requests are in flight.
         self._inflight: set[asyncio.Task[None]] = set()
+        self._sending = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._backlog = False
@@ -121,12 +128,16 @@ class Dispatcher:
                             self.name, fixed,
                         )  # fmt: skip
                     reconciled = True
-                free = concurrency - len(self._inflight)
+                free = min(
+                    concurrency - self._sending,
+                    concurrency * RECORDING_SLOTS - len(self._inflight),
+                )
                 if (free >= batch or free == concurrency) and not await self.main_has_backlog():
                     claims = await self._forwarder.store.claim(
                         self.name, limit=free, lease_seconds=self._lease_seconds
                     )
                     for claim in claims:
+                        self._sending += 1
                         task = asyncio.ensure_future(self._send(claim))
                         self._inflight.add(task)
                         task.add_done_callback(self._inflight.discard)
@@ -145,8 +156,19 @@ class Dispatcher:
             timer.cancel()
 
     async def _send(self, claim: Claim) -> None:
+        sending = True
+
+        def sent() -> None:
+            # The answer is read: the slot takes the next delivery while this one's
+            # result is recorded.
+            nonlocal sending
+            if sending:
+                sending = False
+                self._sending -= 1
+                self._wake.set()
+
         try:
-            await self._forwarder.deliver(self._dest, claim)
+            await self._forwarder.deliver(self._dest, claim, sent)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis lost mid-try: the lease runs out, it is sent again
@@ -156,6 +178,7 @@ class Dispatcher:
                 claim.id, self.name, type(exc).__name__,
             )  # fmt: skip
         finally:
+            sent()
             self._wake.set()
 
     async def main_has_backlog(self) -> bool:

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from handlers.forwarding import metrics
 from handlers.forwarding.payload import build_payload
-from handlers.forwarding.sender import Result, destination_transport, send, split_credentials
+from handlers.forwarding.sender import (
+    Result,
+    destination_connections,
+    send,
+    split_credentials,
+)
 from handlers.forwarding.store import (
     RESPONSE_KEPT_CHARS,
     Attempt,
@@ -61,12 +66,12 @@ class Forwarder:
         self.store = DeliveryStore(redis)
         self.destinations = {d.name: d for d in settings.forward_destinations}
         self._keys = {d.name: d.secret_keys() for d in settings.forward_destinations}
-        self._transports = {
-            d.name: destination_transport(d.url, concurrency=d.concurrency)
-            for d in settings.forward_destinations
-        }
         # (URL without user info, the Basic authorization it stood for) per destination
         self._targets = {d.name: split_credentials(d.url) for d in settings.forward_destinations}
+        self._connections = {
+            d.name: destination_connections(self._targets[d.name][0], concurrency=d.concurrency)
+            for d in settings.forward_destinations
+        }
         self._limiters = {
             d.name: _limiter(redis, d) for d in self.destinations.values() if d.rate_per_second
         }
@@ -76,8 +81,8 @@ class Forwarder:
 
     async def aclose(self) -> None:
         await self.store.aclose()
-        for transport in self._transports.values():
-            await transport.aclose()
+        for connections in self._connections.values():
+            await connections.aclose()
 
     # ------------------------------------------------------------------ the handler
 
@@ -138,8 +143,22 @@ class Forwarder:
 
     # ------------------------------------------------------------------ one try
 
-    async def deliver(self, dest: ForwardDestination, claim: Claim) -> str:
-        """One try of a claimed delivery; returns the delivery's state afterwards."""
+    async def deliver(
+        self, dest: ForwardDestination, claim: Claim, sent: Callable[[], None] | None = None
+    ) -> str:
+        """One try of a claimed delivery; returns the delivery's state afterwards.
+
+        `sent` is called once the destination's part is over (the answer read, or no
+        request made), before the result is recorded: the send slot is free again."""
+        try:
+            return await self._deliver(dest, claim, sent)
+        finally:
+            if sent is not None:
+                sent()
+
+    async def _deliver(
+        self, dest: ForwardDestination, claim: Claim, sent: Callable[[], None] | None
+    ) -> str:
         store = self.store
         disabled, failing = await self._flags(dest.name)
         if disabled:
@@ -156,14 +175,15 @@ class Forwarder:
                 )  # fmt: skip
                 return "pending"
         result = await send(
-            self._transports[dest.name],
-            self._targets[dest.name][0],
+            self._connections[dest.name],
             keys=self._keys[dest.name],
             message_id=claim.id,
             body=claim.body,
             timeout_seconds=dest.timeout_seconds,
             authorization=self._targets[dest.name][1],
         )
+        if sent is not None:
+            sent()
         metrics.count_attempt(dest.name, result.outcome, result.latency)
         return await self._after(claim, dest, result, failing=failing)
 

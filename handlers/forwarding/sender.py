@@ -4,12 +4,10 @@ Redirects are never followed (a 3xx is a failed attempt), and only the first
 MAX_READ_BYTES of an answer are read: destinations are configuration, but an answer
 must not be able to make the worker read or follow anything it did not ask for.
 
-Requests go straight to an httpx transport (`destination_transport`), not through an
-`httpx.AsyncClient`: forwarding needs none of a client's cookies, redirects, auth or
-URL and header merging, and skipping them costs about 12 % less CPU per request
-(bench/WORKER.md). The transport keeps httpx's connection pool, TLS verification and
-exceptions; a proxy named by the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,
-NO_PROXY) is used as an `httpx.AsyncClient` would.
+Requests go out through the destination's connections (`destination_connections`, see
+`connections`), not through an `httpx.AsyncClient`: forwarding needs none of a client's
+cookies, redirects, auth or URL and header merging. A proxy named by the environment
+(HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) is used as an `httpx.AsyncClient` would.
 """
 
 from __future__ import annotations
@@ -26,6 +24,13 @@ from typing import Final
 
 import httpx
 
+from handlers.forwarding.connections import (
+    SEND_ERRORS,
+    SEND_TIMEOUTS,
+    Connections,
+    PooledConnections,
+    SlotConnections,
+)
 from handlers.forwarding.signing import signature_header
 from receiver import __version__
 
@@ -72,12 +77,14 @@ PROXY_PROBLEM: Final = (
 )
 
 
-def destination_transport(url: str, *, concurrency: int) -> httpx.AsyncHTTPTransport:
-    """The connection pool of one destination: `concurrency` connections, kept alive,
-    through the proxy the environment names for it (if any). ValueError for a proxy URL
-    httpx cannot use (the message never shows it: it may hold a password)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncHTTPTransport(limits=limits, proxy=_proxy_for(url))
+def destination_connections(url: str, *, concurrency: int) -> Connections:
+    """The connections of one destination: `concurrency` of them, kept alive, through
+    the proxy the environment names for it (if any). ValueError for a proxy URL httpx
+    cannot use (the message never shows it: it may hold a password)."""
+    proxy = _proxy_for(url)
+    if proxy is None:
+        return SlotConnections(url, concurrency=concurrency)
+    return PooledConnections(url, concurrency=concurrency, proxy=proxy)
 
 
 def _proxy_for(url: str) -> httpx.Proxy | None:
@@ -140,8 +147,7 @@ def request_headers(
 
 
 async def send(
-    transport: httpx.AsyncBaseTransport,
-    url: str,
+    connections: Connections,
     *,
     keys: Sequence[bytes],
     message_id: str,
@@ -151,41 +157,31 @@ async def send(
 ) -> Result:
     """One POST; `timeout_seconds` bounds each step (connect, write, every read) and the
     whole attempt, so an answer trickling in cannot hold the slot longer."""
-    headers = request_headers(keys, message_id, body)
+    headers = [
+        (name.encode("ascii"), value.encode("ascii"))
+        for name, value in request_headers(keys, message_id, body).items()
+    ]
     if authorization is not None:
-        headers["authorization"] = authorization
-    request = httpx.Request(
-        "POST",
-        url,
-        content=body,
-        headers=headers,
-        extensions={"timeout": httpx.Timeout(timeout_seconds).as_dict()},
-    )
+        headers.append((b"authorization", authorization.encode("latin-1")))
     started = time.perf_counter()
-    read = bytearray()
     try:
         async with asyncio.timeout(timeout_seconds):
-            response = await transport.handle_async_request(request)
-            try:
-                async for chunk in response.aiter_raw():
-                    read += chunk
-                    if len(read) >= MAX_READ_BYTES:
-                        break
-            finally:
-                await response.aclose()
+            answer = await connections.post(
+                headers, body, step_seconds=timeout_seconds, limit=MAX_READ_BYTES
+            )
         latency = time.perf_counter() - started
-        status = response.status_code
-        retry_after = retry_after_seconds(response.headers.get("retry-after"), time.time())
     except TimeoutError:
         took = time.perf_counter() - started
         return Result(
             "timeout", None, took, b"", f"no complete answer within {timeout_seconds:g} s"
         )
-    except httpx.TimeoutException as exc:
+    except SEND_TIMEOUTS as exc:
         return Result("timeout", None, time.perf_counter() - started, b"", _describe(exc))
-    except (httpx.HTTPError, OSError) as exc:
+    except SEND_ERRORS as exc:
         return Result("network_error", None, time.perf_counter() - started, b"", _describe(exc))
-    body_read = bytes(read[:MAX_READ_BYTES])
+    status = answer.status
+    body_read = answer.body
+    retry_after = retry_after_seconds(answer.retry_after, time.time())
     if 200 <= status < 300:
         return Result("success", status, latency, body_read)
     if status == 410:
@@ -197,5 +193,5 @@ async def send(
 
 
 def _describe(exc: BaseException) -> str:
-    # httpx messages name the host and port at most; never headers or the body.
+    # httpx and httpcore messages name the host and port at most; never headers or the body.
     return f"{type(exc).__name__}: {exc}"[:300]

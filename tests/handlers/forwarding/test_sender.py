@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from handlers.forwarding.sender import (
-    destination_transport,
+    destination_connections,
     environment_proxy,
     proxy_problems,
     send,
@@ -31,14 +31,14 @@ async def test_credentials_in_the_url_are_sent_as_basic_auth() -> None:
         with_user = url.replace("http://", "http://svc%40corp:p%3Ass@")
         bare, authorization = split_credentials(with_user)
         assert bare == url
-        transport = destination_transport(bare, concurrency=1)
+        connections = destination_connections(bare, concurrency=1)
         try:
             result = await send(
-                transport, bare, keys=KEYS, message_id="msg_auth", body=BODY,
+                connections, keys=KEYS, message_id="msg_auth", body=BODY,
                 timeout_seconds=5, authorization=authorization,
             )  # fmt: skip
         finally:
-            await transport.aclose()
+            await connections.aclose()
     assert result.ok, result
     [received] = consumer.received
     assert received.verified
@@ -75,14 +75,14 @@ async def trickling_server() -> AsyncIterator[str]:
 
 async def test_an_answer_trickling_in_is_cut_at_the_timeout() -> None:
     async with trickling_server() as url:
-        transport = destination_transport(url, concurrency=1)
+        connections = destination_connections(url, concurrency=1)
         try:
             result = await send(
-                transport, url, keys=KEYS, message_id="msg_slow", body=BODY,
+                connections, keys=KEYS, message_id="msg_slow", body=BODY,
                 timeout_seconds=0.5,
             )  # fmt: skip
         finally:
-            await transport.aclose()
+            await connections.aclose()
     # Every single read came within 0.5 s; the attempt as a whole did not.
     assert result.outcome == "timeout"
     assert result.error == "no complete answer within 0.5 s"
@@ -113,5 +113,5 @@ def test_an_unusable_proxy_is_named_without_its_password(monkeypatch: pytest.Mon
     assert "forward destination 'crm'" in problem
     assert "s3cret" not in problem
     with pytest.raises(ValueError, match="unusable proxy URL") as raised:
-        destination_transport("https://hooks.example.com/x", concurrency=1)
+        destination_connections("https://hooks.example.com/x", concurrency=1)
     assert "s3cret" not in str(raised.value)

@@ -1,0 +1,259 @@
+"""A destination's connections on real sockets: kept alive, replaced when the server
+closes them, bounded in what they read and how long they wait, TLS verified."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpcore
+import pytest
+
+from handlers.forwarding.connections import SlotConnections
+from handlers.forwarding.netstream import AsyncioBackend
+from handlers.forwarding.sender import MAX_READ_BYTES, destination_connections, send
+from receiver.forward_config import secret_bytes
+from tests.deploy.tls_redis import make_certificates
+from tests.handlers.forwarding.consumer import Consumer, running
+from tests.handlers.forwarding.support import SECRET
+
+KEYS = [secret_bytes(SECRET)]
+BODY = b'{"type":"tiktok.ping","timestamp":"2026-12-02T00:00:00Z","data":{}}'
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def serving(
+    handler: Handler, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[int]]]:
+    """A scripted server on loopback; yields its base URL and the ports of the
+    connections it accepted (one entry per connection)."""
+    accepted: list[int] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer.get_extra_info("peername")[1])
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=tls)
+    port = server.sockets[0].getsockname()[1]
+    scheme = "https" if tls else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}/hook", accepted
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
+
+
+def answer(status: int = 200, body: bytes = b"ok", extra: bytes = b"") -> bytes:
+    return (
+        f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n".encode() + extra + b"\r\n" + body
+    )
+
+
+async def post(connections: SlotConnections, body: bytes = BODY) -> int:
+    result = await send(connections, keys=KEYS, message_id="msg_1", body=body, timeout_seconds=2)
+    assert result.status is not None, result
+    return result.status
+
+
+async def test_requests_reuse_at_most_concurrency_connections() -> None:
+    consumer = Consumer(SECRET)
+    with running(consumer) as url:
+        connections = SlotConnections(url, concurrency=3)
+        try:
+            statuses = await asyncio.gather(*(post(connections) for _ in range(30)))
+        finally:
+            await connections.aclose()
+    assert statuses == [200] * 30
+    assert len(consumer.received) == 30
+    assert all(r.verified for r in consumer.received)
+    received = consumer.received[0].headers
+    assert received["host"] == url.split("/")[2]
+    assert received["content-length"] == str(len(BODY))
+
+
+async def test_keep_alive_and_a_connection_the_server_closed_is_replaced() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Two answers on this connection, then the server closes it while it is idle.
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(answer())
+            await writer.drain()
+
+    async with serving(handler) as (url, accepted):
+        connections = SlotConnections(url, concurrency=1)
+        try:
+            for _ in range(2):
+                assert await post(connections) == 200
+            await asyncio.sleep(0.1)  # the close reaches the idle connection
+            assert await post(connections) == 200
+        finally:
+            await connections.aclose()
+    assert len(accepted) == 2, "two requests on the first connection, then a new one"
+
+
+async def test_an_answer_is_read_up_to_the_limit_and_its_connection_dropped() -> None:
+    big = b"x" * (MAX_READ_BYTES * 4)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer(200, big))
+            await writer.drain()
+
+    async with serving(handler) as (url, accepted):
+        connections = SlotConnections(url, concurrency=1)
+        try:
+            result = await send(
+                connections, keys=KEYS, message_id="msg_big", body=BODY, timeout_seconds=2
+            )
+            assert result.ok
+            assert result.response == big[:MAX_READ_BYTES]
+            assert await post(connections) == 200
+        finally:
+            await connections.aclose()
+    assert len(accepted) == 2, "an answer not read to its end is not reused"
+
+
+async def test_a_server_that_hangs_up_without_answering_is_a_network_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with serving(handler) as (url, _):
+        connections = SlotConnections(url, concurrency=1)
+        try:
+            result = await send(
+                connections, keys=KEYS, message_id="msg_hup", body=BODY, timeout_seconds=2
+            )
+        finally:
+            await connections.aclose()
+    assert result.outcome == "network_error"
+    assert result.error is not None
+    assert result.error.startswith("RemoteProtocolError")
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with serving(handler) as (url, _):
+        pass  # the server is closed again: its port refuses connections
+    connections = SlotConnections(url, concurrency=1)
+    try:
+        result = await send(
+            connections, keys=KEYS, message_id="msg_refused", body=BODY, timeout_seconds=2
+        )
+    finally:
+        await connections.aclose()
+    assert result.outcome == "network_error"
+    assert result.error is not None
+    assert result.error.startswith("ConnectError")
+
+
+async def test_a_silent_server_times_out_each_read() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async with serving(handler) as (url, _):
+        host, port = url.split("/")[2].split(":")
+        stream = await AsyncioBackend().connect_tcp(host, int(port), timeout=1)
+        try:
+            with pytest.raises(httpcore.ReadTimeout):
+                await stream.read(1024, timeout=0.2)
+            assert stream.get_extra_info("is_readable") is False
+        finally:
+            await stream.aclose()
+
+
+async def test_a_server_that_does_not_read_times_out_the_write() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async with serving(handler) as (url, _):
+        host, port = url.split("/")[2].split(":")
+        stream = await AsyncioBackend().connect_tcp(host, int(port), timeout=1)
+        try:
+            with pytest.raises(httpcore.WriteTimeout):  # noqa: PT012
+                for _ in range(1000):  # fills the socket buffers, then waits for room
+                    await stream.write(b"x" * 1024 * 1024, timeout=0.3)
+        finally:
+            await stream.aclose()
+
+
+async def test_a_closed_peer_makes_the_stream_readable_then_empty() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pass  # closes at once
+
+    async with serving(handler) as (url, _):
+        host, port = url.split("/")[2].split(":")
+        stream = await AsyncioBackend().connect_tcp(host, int(port), timeout=1)
+        try:
+            assert await stream.read(1024, timeout=1) == b""
+            assert stream.get_extra_info("is_readable") is True
+            with pytest.raises(httpcore.WriteError):
+                await stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=1)
+        finally:
+            await stream.aclose()
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> tuple[Path, Path, Path]:
+    return make_certificates(tmp_path / "tls", ("127.0.0.1",))
+
+
+async def test_tls_is_verified_against_the_trusted_authorities(
+    certificates: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca, cert, key = certificates
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer(204, b""))
+            await writer.drain()
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    async with serving(handler, tls) as (url, accepted):
+        # Not trusted (the default authorities): refused.
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        untrusting = destination_connections(url, concurrency=1)
+        try:
+            result = await send(
+                untrusting, keys=KEYS, message_id="msg_tls", body=BODY, timeout_seconds=2
+            )
+        finally:
+            await untrusting.aclose()
+        assert result.outcome == "network_error"
+        assert result.error is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in result.error
+        # Trusted through SSL_CERT_FILE, as for httpx: two requests, one connection.
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        trusting = destination_connections(url, concurrency=1)
+        try:
+            assert isinstance(trusting, SlotConnections)
+            assert [await post(trusting), await post(trusting)] == [204, 204]
+        finally:
+            await trusting.aclose()
+        # (a refused handshake never reaches the handler)
+        assert len(accepted) == 1, "both requests on one kept-alive connection"
