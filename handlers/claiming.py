@@ -72,6 +72,9 @@ class BatchClaimingWorker(Worker):
             self._claim_script = self.pool.register_script(_CLAIM)
         keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in batch)]
         timeout_ms = int(self.in_progress_timeout_s * 1000)
+        # Cancelled while the script's answer is on its way (the worker stopping), the jobs
+        # it claimed keep their in-progress keys and start again once those expire (job
+        # timeout + 10 s), as with arq's own claim, for the whole batch instead of one job.
         try:
             scores = await self._claim_script(keys=keys, args=[timestamp_ms(), timeout_ms, *batch])
         except BaseException:

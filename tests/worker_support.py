@@ -54,6 +54,12 @@ async def worker_running(settings: Settings) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # Start nothing more and let the jobs under way finish (briefly): arq's close()
+        # cancels a job still running and re-raises its cancellation.
+        worker.allow_pick_jobs = False
+        running = [t for t in worker.tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=5)
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task

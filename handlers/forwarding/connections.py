@@ -58,10 +58,18 @@ def _timeouts(seconds: float) -> dict[str, float]:
     return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
 
 
+# A connection idle longer than this is closed rather than reused (httpx's default): a
+# NAT or load balancer may have dropped it silently, or the server be about to close it.
+KEEPALIVE_SECONDS: Final = 5.0
+
+
 class SlotConnections:
     """`concurrency` connections to `url`'s origin, one send on each at a time."""
 
-    def __init__(self, url: str, *, concurrency: int) -> None:
+    def __init__(
+        self, url: str, *, concurrency: int, keepalive_seconds: float = KEEPALIVE_SECONDS
+    ) -> None:
+        self._keepalive_seconds = keepalive_seconds
         parsed = httpx.URL(url)
         scheme = parsed.scheme.encode("ascii")
         default_port = 443 if scheme == b"https" else 80
@@ -80,7 +88,10 @@ class SlotConnections:
 
     def _connection(self) -> httpcore.AsyncHTTPConnection:
         return httpcore.AsyncHTTPConnection(
-            self._origin, ssl_context=self._ssl, network_backend=self._backend
+            self._origin,
+            ssl_context=self._ssl,
+            keepalive_expiry=self._keepalive_seconds,
+            network_backend=self._backend,
         )
 
     async def _take(self) -> httpcore.AsyncHTTPConnection:

@@ -209,9 +209,14 @@ class Dispatcher:
         stop. A send cut short is sent again once its lease runs out."""
         self._stopping = True
         self._wake.set()
+        deadline = time.monotonic() + wait_seconds
+        # The claim loop first: a claim it is making now still starts its sends, which
+        # are then waited for like the others.
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=wait_seconds)
         pending = [*self._inflight, *([self._task] if self._task is not None else [])]
         if pending:
-            await asyncio.wait(pending, timeout=wait_seconds)
+            await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
         for task in pending:
             task.cancel()
         for task in pending:

@@ -16,15 +16,22 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 import httpcore
 
+# Reading pauses while this much is buffered and not read (the kernel's flow control then
+# holds the sender back): a server writing to an idle connection cannot fill the memory.
+BUFFER_LIMIT: Final = 64 * 1024
+
 
 class _Protocol(asyncio.Protocol):
-    """Buffers what arrives and wakes the one reader or writer waiting for it."""
+    """Buffers what arrives (up to BUFFER_LIMIT) and wakes the one reader or writer
+    waiting for it."""
 
     def __init__(self) -> None:
+        self.transport: asyncio.BaseTransport | None = None
+        self.reading_paused = False
         self.buffer = bytearray()
         self.eof = False
         self.error: BaseException | None = None
@@ -32,9 +39,27 @@ class _Protocol(asyncio.Protocol):
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) >= BUFFER_LIMIT and not self.reading_paused:
+            self._pause_reading(True)
         self._wake_reader()
+
+    def consumed(self) -> None:
+        if self.reading_paused and len(self.buffer) < BUFFER_LIMIT:
+            self._pause_reading(False)
+
+    def _pause_reading(self, pause: bool) -> None:
+        transport = self.transport
+        if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        self.reading_paused = pause
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -102,6 +127,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if protocol.buffer:
             data = bytes(protocol.buffer[:max_bytes])
             del protocol.buffer[:max_bytes]
+            protocol.consumed()
             return data
         if protocol.error is not None:
             raise httpcore.ReadError(_reason(protocol.error))
@@ -148,6 +174,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(_reason(exc)) from None
         if transport is None:  # the connection closed during the handshake
             raise httpcore.ConnectError("connection closed during the TLS handshake")
+        self._protocol.transport = transport  # reading is paused and resumed on TLS now
         return AsyncioStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:

@@ -200,6 +200,9 @@ async def test_a_burst_for_one_user_queues_at_thirty_a_minute_without_any_429(
         await wait_until("30 fetches", lambda: _count(tiktok, "publish_status", 30))
         # Every job has run once: 30 fetched, the other 6 re-queued for later.
         await wait_until("6 deferred fetches", lambda: _equals(queued_for_later, 6))
+        # The deferring jobs finish just after their new score is written; arq's close()
+        # would cancel (and re-raise) a job that is still finishing.
+        await wait_until("the jobs to finish", lambda: _jobs_done(worker))
     finally:
         running.cancel()
         await worker.close()
@@ -207,6 +210,10 @@ async def test_a_burst_for_one_user_queues_at_thirty_a_minute_without_any_429(
     assert len(calls) == 30
     assert all(c["status"] == 200 for c in calls)  # never a 429 from TikTok
     assert await queued_for_later() == 6
+
+
+async def _jobs_done(worker: Any) -> bool:
+    return all(task.done() for task in worker.tasks.values())
 
 
 async def _equals(read: Any, wanted: int) -> bool:

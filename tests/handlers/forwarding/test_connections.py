@@ -4,6 +4,7 @@ closes them, bounded in what they read and how long they wait, TLS verified."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ import httpcore
 import pytest
 
 from handlers.forwarding.connections import SlotConnections
-from handlers.forwarding.netstream import AsyncioBackend
+from handlers.forwarding.netstream import BUFFER_LIMIT, AsyncioBackend
 from handlers.forwarding.sender import MAX_READ_BYTES, destination_connections, send
 from receiver.forward_config import secret_bytes
 from tests.deploy.tls_redis import make_certificates
@@ -107,6 +108,53 @@ async def test_keep_alive_and_a_connection_the_server_closed_is_replaced() -> No
         finally:
             await connections.aclose()
     assert len(accepted) == 2, "two requests on the first connection, then a new one"
+
+
+async def test_an_idle_connection_the_server_keeps_writing_to_buffers_little() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer())
+        with contextlib.suppress(ConnectionError):
+            for _ in range(2000):  # then garbage, as fast as the client takes it
+                writer.write(b"x" * 65536)
+                await writer.drain()
+        while True:  # a second connection: answers properly
+            await read_request(reader)
+            writer.write(answer())
+            await writer.drain()
+
+    async with serving(handler) as (url, accepted):
+        connections = SlotConnections(url, concurrency=1)
+        try:
+            assert await post(connections) == 200
+            await asyncio.sleep(0.5)
+            [idle] = connections._idle
+            network_stream = idle._connection._network_stream  # type: ignore[union-attr]
+            buffered = len(network_stream._protocol.buffer)
+            # Reading paused at the limit (asyncio reads up to 256 KiB at a time).
+            assert BUFFER_LIMIT <= buffered <= BUFFER_LIMIT + 256 * 1024
+            assert await post(connections) == 200  # on a new connection
+        finally:
+            await connections.aclose()
+    assert len(accepted) == 2
+
+
+async def test_a_connection_idle_longer_than_the_keepalive_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer())
+            await writer.drain()
+
+    async with serving(handler) as (url, accepted):
+        connections = SlotConnections(url, concurrency=1, keepalive_seconds=0.3)
+        try:
+            assert [await post(connections), await post(connections)] == [200, 200]
+            await asyncio.sleep(0.5)
+            assert await post(connections) == 200
+        finally:
+            await connections.aclose()
+    assert len(accepted) == 2, "two requests kept alive, then a new connection"
 
 
 async def test_an_answer_is_read_up_to_the_limit_and_its_connection_dropped() -> None:

@@ -213,3 +213,32 @@ async def test_the_main_queue_backlog_goes_first(redis_url: str, redis_client: o
         assert not await dispatcher.main_has_backlog()
     finally:
         await forwarder.aclose()
+
+
+async def test_a_claim_under_way_when_the_dispatcher_stops_is_sent_before_stop_returns(
+    redis_url: str, redis_client: object
+) -> None:
+    consumer = Consumer(SECRET)
+    with running(consumer) as url:
+        settings = forward_settings(redis_url, url)
+        forwarder = Forwarder(settings, redis_client)  # type: ignore[arg-type]
+        [dest] = settings.forward_destinations
+        dispatcher = Dispatcher(forwarder, dest, poll_delay=60.0, main_queue=None)
+        store = forwarder.store
+        try:
+            dispatcher.start()
+            await asyncio.sleep(0.2)  # reconciled, then waiting for work
+            assert await create(store, "msg_s0", "msg_s1") == ["due", "due"]
+            # Redis holds writes back for a while: the claim the wake-up starts is under
+            # way when stop() is called.
+            await redis_client.execute_command("CLIENT", "PAUSE", "400", "WRITE")  # type: ignore[attr-defined]
+            dispatcher.wake()
+            await asyncio.sleep(0.1)
+            await dispatcher.stop(wait_seconds=10)
+            assert sorted(consumer.handled) == ["msg_s0", "msg_s1"]
+            for delivery_id in ("msg_s0", "msg_s1"):
+                record = await store.get(delivery_id)
+                assert record is not None
+                assert record.state == "succeeded"
+        finally:
+            await forwarder.aclose()
