@@ -64,7 +64,7 @@ async def run_client(kind: str, url: str, requests: int, concurrency: int) -> di
 
     from handlers.forwarding.connections import SlotConnections
     from handlers.forwarding.sender import send
-    from receiver.forward_config import secret_bytes
+    from receiver.forward_config import generate_secret, secret_bytes
 
     headers = {"content-type": "application/json"}
     timeout = httpx.Timeout(10).as_dict()
@@ -78,6 +78,17 @@ async def run_client(kind: str, url: str, requests: int, concurrency: int) -> di
         (b"content-length", str(len(BODY)).encode()),
     ]
 
+    async def core_post(target: httpcore.AsyncConnectionPool | httpcore.AsyncHTTPConnection) -> int:
+        """One POST through httpcore (a pool or a single connection), answer read."""
+        request = httpcore.Request(
+            b"POST", url, headers=raw_headers, content=BODY, extensions={"timeout": timeout}
+        )
+        response = await target.handle_async_request(request)
+        async for _ in response.aiter_stream():
+            pass
+        await response.aclose()
+        return int(response.status)
+
     if kind == "client":
         client = httpx.AsyncClient(limits=limits)
         closers.append(client.aclose)
@@ -85,57 +96,44 @@ async def run_client(kind: str, url: str, requests: int, concurrency: int) -> di
         async def one() -> int:
             return (await client.post(url, content=BODY, headers=headers)).status_code
 
-    elif kind in ("transport", "pool"):
-        if kind == "transport":
-            transport: Any = httpx.AsyncHTTPTransport(limits=limits)
-        else:
-            transport = httpcore.AsyncConnectionPool(
-                max_connections=concurrency, max_keepalive_connections=concurrency
-            )
+    elif kind == "transport":
+        transport = httpx.AsyncHTTPTransport(limits=limits)
         closers.append(transport.aclose)
 
         async def one() -> int:
-            if kind == "transport":
-                request = httpx.Request(
-                    "POST", url, content=BODY, headers=headers, extensions={"timeout": timeout}
-                )
-                response = await transport.handle_async_request(request)
-                async for _ in response.aiter_raw():
-                    pass
-                await response.aclose()
-                return int(response.status_code)
-            core_request = httpcore.Request(
-                b"POST", url, headers=raw_headers, content=BODY, extensions={"timeout": timeout}
+            request = httpx.Request(
+                "POST", url, content=BODY, headers=headers, extensions={"timeout": timeout}
             )
-            core_response = await transport.handle_async_request(core_request)
-            async for _ in core_response.aiter_stream():
+            response = await transport.handle_async_request(request)
+            async for _ in response.aiter_raw():
                 pass
-            await core_response.aclose()
-            return int(core_response.status)
+            await response.aclose()
+            return int(response.status_code)
+
+    elif kind == "pool":
+        pool = httpcore.AsyncConnectionPool(
+            max_connections=concurrency, max_keepalive_connections=concurrency
+        )
+        closers.append(pool.aclose)
+
+        async def one() -> int:
+            return await core_post(pool)
 
     elif kind == "slots-anyio":
         free = [httpcore.AsyncHTTPConnection(origin) for _ in range(concurrency)]
-        for connection in free:
-            closers.append(connection.aclose)
+        closers.extend(connection.aclose for connection in free)
 
         async def one() -> int:
             connection = free.pop()
             try:
-                request = httpcore.Request(
-                    b"POST", url, headers=raw_headers, content=BODY, extensions={"timeout": timeout}
-                )
-                response = await connection.handle_async_request(request)
-                async for _ in response.aiter_stream():
-                    pass
-                await response.aclose()
-                return int(response.status)
+                return await core_post(connection)
             finally:
                 free.append(connection)
 
     else:
         connections = SlotConnections(url, concurrency=concurrency)
         closers.append(connections.aclose)
-        keys = [secret_bytes("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+        keys = [secret_bytes(generate_secret())]
 
         async def one() -> int:
             result = await send(

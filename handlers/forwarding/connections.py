@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -52,6 +53,16 @@ class Connections(Protocol):
     ) -> Answer: ...
 
     async def aclose(self) -> None: ...
+
+
+async def _read_up_to(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The first `limit` bytes of an answer's body; the rest is not read."""
+    read = bytearray()
+    async for chunk in chunks:
+        read += chunk
+        if len(read) >= limit:
+            break
+    return bytes(read[:limit])
 
 
 def _timeouts(seconds: float) -> dict[str, float]:
@@ -130,12 +141,9 @@ class SlotConnections:
                     connection = self._connection()
                     self._busy.add(connection)
                     response = await connection.handle_async_request(request)
-                read = bytearray()
                 try:
-                    async for chunk in response.aiter_stream():
-                        read += chunk
-                        if len(read) >= limit:
-                            break  # the connection is closed, not reused
+                    # An answer not read to its end closes the connection (not reused).
+                    read = await _read_up_to(response.aiter_stream(), limit)
                 finally:
                     await response.aclose()
             except BaseException:
@@ -151,7 +159,7 @@ class SlotConnections:
         for name, value in response.headers:
             if name.lower() == b"retry-after":
                 retry_after = value.decode("latin-1")
-        return Answer(response.status, retry_after, bytes(read[:limit]))
+        return Answer(response.status, retry_after, read)
 
     async def aclose(self) -> None:
         connections = [*self._idle, *self._busy]
@@ -180,16 +188,11 @@ class PooledConnections:
             extensions={"timeout": _timeouts(step_seconds)},
         )
         response = await self._transport.handle_async_request(request)
-        read = bytearray()
         try:
-            async for chunk in response.aiter_raw():
-                read += chunk
-                if len(read) >= limit:
-                    break
+            read = await _read_up_to(response.aiter_raw(), limit)
         finally:
             await response.aclose()
-        retry_after = response.headers.get("retry-after")
-        return Answer(response.status_code, retry_after, bytes(read[:limit]))
+        return Answer(response.status_code, response.headers.get("retry-after"), read)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -160,7 +160,8 @@ class Dispatcher:
 
         def sent() -> None:
             # The answer is read: the slot takes the next delivery while this one's
-            # result is recorded.
+            # result is recorded. `deliver` calls this once; the `finally` below covers
+            # a task cancelled before it got there.
             nonlocal sending
             if sending:
                 sending = False

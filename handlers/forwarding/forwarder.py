@@ -148,17 +148,22 @@ class Forwarder:
     ) -> str:
         """One try of a claimed delivery; returns the delivery's state afterwards.
 
-        `sent` is called once the destination's part is over (the answer read, or no
-        request made), before the result is recorded: the send slot is free again."""
+        `sent` is called once, when the destination's part is over (the answer read, or
+        no request made), before the result is recorded: the send slot is free again."""
         try:
-            return await self._deliver(dest, claim, sent)
+            tried = await self._try(dest, claim)
         finally:
             if sent is not None:
                 sent()
+        if isinstance(tried, str):
+            return tried
+        result, failing = tried
+        metrics.count_attempt(dest.name, result.outcome, result.latency)
+        return await self._after(claim, dest, result, failing=failing)
 
-    async def _deliver(
-        self, dest: ForwardDestination, claim: Claim, sent: Callable[[], None] | None
-    ) -> str:
+    async def _try(self, dest: ForwardDestination, claim: Claim) -> tuple[Result, bool] | str:
+        """The request and its result, with whether the destination was failing; or the
+        delivery's new state when no request was made (disabled, rate limited)."""
         store = self.store
         disabled, failing = await self._flags(dest.name)
         if disabled:
@@ -182,10 +187,7 @@ class Forwarder:
             timeout_seconds=dest.timeout_seconds,
             authorization=self._targets[dest.name][1],
         )
-        if sent is not None:
-            sent()
-        metrics.count_attempt(dest.name, result.outcome, result.latency)
-        return await self._after(claim, dest, result, failing=failing)
+        return result, failing
 
     async def _after(
         self, claim: Claim, dest: ForwardDestination, result: Result, *, failing: bool

@@ -138,7 +138,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         protocol = self._protocol
         if self._transport.is_closing() or protocol.eof:
-            raise httpcore.WriteError(_reason(protocol.error) if protocol.error else "closed")
+            raise httpcore.WriteError(_reason(protocol.error))
         self._transport.write(buffer)
         if protocol.paused:
             try:
@@ -146,7 +146,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             except TimeoutError:
                 raise httpcore.WriteTimeout(f"could not write within {timeout:g} s") from None
             if protocol.paused:
-                raise httpcore.WriteError(_reason(protocol.error) if protocol.error else "closed")
+                raise httpcore.WriteError(_reason(protocol.error))
 
     async def aclose(self) -> None:
         self._transport.close()
@@ -226,5 +226,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed"
     return str(exc) or type(exc).__name__

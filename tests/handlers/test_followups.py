@@ -22,7 +22,7 @@ from receiver.tiktok.portability import add_data_request
 from tests.factories import CLIENT_KEY, delivery
 from tests.handlers.conftest import Tiktok
 from tests.handlers.test_tiktok_jobs import settings_for
-from tests.worker_support import deliver, drain
+from tests.worker_support import deliver, drain, worker_running
 
 OPEN_ID = "-000NAdxlHusXRGvLc05cl15y3jnkJg4utC5"  # the shape of real open_ids
 POSTING = "user.info.basic,video.upload,video.list"
@@ -189,31 +189,19 @@ async def test_a_burst_for_one_user_queues_at_thirty_a_minute_without_any_429(
         for n in range(36)
     ]
     await deliver(settings, events)
-    worker = create_worker(settings, burst=False, handle_signals=False, with_crons=False)
-    running = asyncio.ensure_future(worker.main())
 
     async def queued_for_later() -> int:
         now_ms = time.time() * 1000
         return int(await redis_client.zcount(settings.queue_name, now_ms + 1000, "+inf"))
 
-    try:
+    async with worker_running(settings):
         await wait_until("30 fetches", lambda: _count(tiktok, "publish_status", 30))
         # Every job has run once: 30 fetched, the other 6 re-queued for later.
         await wait_until("6 deferred fetches", lambda: _equals(queued_for_later, 6))
-        # The deferring jobs finish just after their new score is written; arq's close()
-        # would cancel (and re-raise) a job that is still finishing.
-        await wait_until("the jobs to finish", lambda: _jobs_done(worker))
-    finally:
-        running.cancel()
-        await worker.close()
     calls = await tiktok.calls("publish_status")
     assert len(calls) == 30
     assert all(c["status"] == 200 for c in calls)  # never a 429 from TikTok
     assert await queued_for_later() == 6
-
-
-async def _jobs_done(worker: Any) -> bool:
-    return all(task.done() for task in worker.tasks.values())
 
 
 async def _equals(read: Any, wanted: int) -> bool:
